@@ -1,0 +1,42 @@
+"""anyloss: the loss functions of ``mlx.nn.losses`` for every Array API library.
+
+Arrays of NumPy, PyTorch, JAX, MLX, CuPy, Dask or array-api-strict go in;
+arrays of the same library, on the same device, come out, differentiable by
+that library's own autodiff.
+"""
+
+from .classification import (
+    binary_cross_entropy,
+    cross_entropy,
+    hinge_loss,
+    kl_div_loss,
+    nll_loss,
+)
+from .embedding import cosine_similarity_loss, margin_ranking_loss, triplet_loss
+from .regression import (
+    gaussian_nll_loss,
+    huber_loss,
+    l1_loss,
+    log_cosh_loss,
+    mse_loss,
+    smooth_l1_loss,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "binary_cross_entropy",
+    "cosine_similarity_loss",
+    "cross_entropy",
+    "gaussian_nll_loss",
+    "hinge_loss",
+    "huber_loss",
+    "kl_div_loss",
+    "l1_loss",
+    "log_cosh_loss",
+    "margin_ranking_loss",
+    "mse_loss",
+    "nll_loss",
+    "smooth_l1_loss",
+    "triplet_loss",
+]

@@ -1,0 +1,302 @@
+"""Helpers shared by every loss: namespaces, dtypes, argument checks, reduction.
+
+Everything here is written against the Python Array API standard.  The few
+places where a library needs a nudge (``stop_gradient``, index dtypes) are
+isolated in small functions so that the losses themselves read like the math.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Literal
+
+import array_api_compat as _compat
+
+Reduction = Literal["none", "mean", "sum"]
+REDUCTIONS: tuple[str, ...] = ("none", "mean", "sum")
+
+
+# --------------------------------------------------------------------------- namespaces
+
+
+def _library(x: Any) -> str:
+    """A short, human name for the library an array comes from."""
+    module = type(x).__module__.split(".")[0]
+    return {"jaxlib": "jax", "builtins": type(x).__name__}.get(module, module)
+
+
+def namespace(func: str, **arrays: Any) -> Any:
+    """Return the Array API namespace shared by the named ``arrays``.
+
+    ``None`` values are ignored (optional arguments).  Anything that is not an
+    array raises ``TypeError`` naming the argument; arrays from two libraries
+    raise ``TypeError`` naming both.
+    """
+    given = {name: x for name, x in arrays.items() if x is not None}
+    for name, x in given.items():
+        if not _compat.is_array_api_obj(x) or isinstance(x, (bool, int, float, complex)):
+            raise TypeError(
+                f"{func}: {name} must be an array (NumPy, PyTorch, JAX, MLX, CuPy, Dask or "
+                f"array-api-strict), got {type(x).__name__}"
+            )
+    try:
+        return _compat.array_namespace(*given.values())
+    except TypeError:
+        libraries: dict[str, str] = {}
+        for name, x in given.items():
+            libraries.setdefault(_library(x), name)
+        if len(libraries) > 1:
+            described = ", ".join(f"{name} is a {lib} array" for lib, name in libraries.items())
+            raise TypeError(
+                f"{func}: all arrays must come from one library, but {described}"
+            ) from None
+        raise
+
+
+def is_namespace(xp: Any, library: str) -> bool:
+    """Whether ``xp`` is the namespace of ``library`` ('torch', 'jax', 'mlx', ...)."""
+    return getattr(xp, "__name__", "").split(".")[0] == library or (
+        library != "mlx" and getattr(xp, "__name__", "").startswith(f"array_api_compat.{library}")
+    )
+
+
+def stop_gradient(xp: Any, x: Any) -> Any:
+    """``x`` as a constant for the caller's autodiff; the identity elsewhere."""
+    if is_namespace(xp, "torch"):
+        return x.detach()
+    if is_namespace(xp, "jax"):
+        import jax
+
+        return jax.lax.stop_gradient(x)
+    if is_namespace(xp, "mlx"):
+        return xp.stop_gradient(x)
+    return x
+
+
+def is_concrete_host(xp: Any, *arrays: Any) -> bool:
+    """Whether the values of ``arrays`` can be read without tracing, syncing a
+    device or computing a lazy graph.
+
+    True for NumPy and array-api-strict arrays, CPU PyTorch tensors outside of
+    ``torch.compile`` and autograd-functional transforms, and concrete (not
+    traced) JAX arrays on the CPU.  False for MLX (lazy), Dask (lazy), CuPy and
+    anything on an accelerator.
+    """
+    if _compat.is_numpy_namespace(xp) or _compat.is_array_api_strict_namespace(xp):
+        return True
+    if is_namespace(xp, "torch"):
+        import torch
+
+        if torch.compiler.is_compiling():
+            return False
+        wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda a: False)
+        return all(
+            a.device.type == "cpu" and not a.is_meta and not wrapped(a)
+            for a in arrays
+        )
+    if is_namespace(xp, "jax"):
+        import jax
+
+        return all(
+            not isinstance(a, jax.core.Tracer)
+            and all(d.platform == "cpu" for d in a.devices())
+            for a in arrays
+        )
+    return False
+
+
+# ----------------------------------------------------------------------------- dtypes
+
+
+def _is_floating(xp: Any, dtype: Any) -> bool:
+    return xp.isdtype(dtype, "real floating")
+
+
+def float_dtypes(xp: Any, func: str, **arrays: Any) -> tuple[Any, Any]:
+    """The output dtype and the dtype to compute in, for the named arrays.
+
+    The output dtype is the promotion of the floating inputs (integer and bool
+    inputs, such as class labels, take part as values only); with no floating
+    input it is the library's default floating dtype.  Half precision
+    (float16, bfloat16) is computed in float32 and returned in its own dtype.
+    Complex inputs raise ``TypeError``.
+    """
+    floats = []
+    for name, x in arrays.items():
+        if x is None:
+            continue
+        if xp.isdtype(x.dtype, "complex floating"):
+            raise TypeError(
+                f"{func}: {name} has complex dtype {x.dtype}; losses are defined for real inputs"
+            )
+        if _is_floating(xp, x.dtype) and x.dtype not in floats:
+            floats.append(x.dtype)
+    if not floats:
+        out = xp.asarray(0.0).dtype
+    elif len(floats) == 1:
+        out = floats[0]
+    else:
+        out = xp.result_type(*floats)
+    compute = xp.float32 if xp.finfo(out).bits < 32 else out
+    return out, compute
+
+
+def astype(xp: Any, x: Any, dtype: Any) -> Any:
+    """``x`` in ``dtype``, without a copy when it already is."""
+    return x if x.dtype == dtype else xp.astype(x, dtype)
+
+
+def check_integer(xp: Any, func: str, name: str, x: Any) -> None:
+    """Class indices must be integers."""
+    if not xp.isdtype(x.dtype, "integral"):
+        raise TypeError(
+            f"{func}: {name} holds class indices and must have an integer dtype, got {x.dtype}"
+        )
+
+
+# ------------------------------------------------------------------------ shapes, axes
+
+
+def shape_of(x: Any) -> tuple[int, ...]:
+    return tuple(x.shape)
+
+
+def check_same_shape(func: str, **arrays: Any) -> None:
+    """All named arrays have one shape; no broadcasting between them."""
+    given = [(name, shape_of(x)) for name, x in arrays.items() if x is not None]
+    first_name, first_shape = given[0]
+    for name, shape in given[1:]:
+        if shape != first_shape:
+            shown = ", ".join(f"{n}.shape={s}" for n, s in given)
+            raise ValueError(
+                f"{func}: {name} has shape {shape} but {first_name} has shape {first_shape}; "
+                f"the shapes must be equal (no broadcasting): {shown}"
+            )
+
+
+def normalize_axis(func: str, axis: Any, ndim: int, name: str = "axis") -> int:
+    """``axis`` as a non-negative int for an array of ``ndim`` dimensions."""
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"{func}: {name} must be an int, got {type(axis).__name__} {axis!r}")
+    if ndim == 0:
+        raise ValueError(f"{func}: {name}={axis} needs an array with at least one dimension, got a 0-d array")
+    if not -ndim <= axis < ndim:
+        raise ValueError(
+            f"{func}: {name}={axis} is out of range for an array with {ndim} dimension"
+            f"{'s' if ndim != 1 else ''}; expected {-ndim} <= {name} < {ndim}"
+        )
+    return int(axis) % ndim
+
+
+def drop_axis(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
+    return shape[:axis] + shape[axis + 1 :]
+
+
+# ---------------------------------------------------------------------- scalar params
+
+
+def check_real(
+    func: str,
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    low_inclusive: bool = True,
+    high: float | None = None,
+    high_inclusive: bool = True,
+) -> float:
+    """A finite real scalar parameter, optionally within ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{func}: {name} must be a real number, got {type(value).__name__} {value!r}")
+    v = float(value)
+    too_low = low is not None and (v < low if low_inclusive else v <= low)
+    too_high = high is not None and (v > high if high_inclusive else v >= high)
+    if not math.isfinite(v) or too_low or too_high:
+        lo = "(-inf" if low is None else ("[" if low_inclusive else "(") + f"{low:g}"
+        hi = "inf)" if high is None else f"{high:g}" + ("]" if high_inclusive else ")")
+        raise ValueError(f"{func}: {name} must be a finite number in {lo}, {hi}, got {value!r}")
+    return v
+
+
+def check_reduction(func: str, reduction: Any) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(
+            f"{func}: invalid reduction {reduction!r}; expected one of 'none', 'mean', 'sum'"
+        )
+
+
+# --------------------------------------------------------------------- numeric pieces
+
+
+def gather(xp: Any, x: Any, indices: Any, axis: int) -> Any:
+    """``x`` at ``indices`` along ``axis``; ``indices`` has x's shape without ``axis``."""
+    if hasattr(xp, "take_along_axis"):
+        if is_namespace(xp, "torch") and indices.dtype != xp.int64:
+            indices = xp.astype(indices, xp.int64)
+        picked = xp.take_along_axis(x, xp.expand_dims(indices, axis=axis), axis=axis)
+        return xp.squeeze(picked, axis=axis)
+    # Namespaces without take_along_axis (Dask): select with a one-hot mask.
+    shape = [1] * x.ndim
+    shape[axis] = x.shape[axis]
+    classes = xp.reshape(xp.arange(x.shape[axis], dtype=indices.dtype), tuple(shape))
+    mask = xp.expand_dims(indices, axis=axis) == classes
+    return xp.sum(xp.where(mask, x, xp.zeros_like(x)), axis=axis)
+
+
+def xlogy_like(xp: Any, p: Any, y: Any) -> Any:
+    """``p * y`` with ``0 * y = 0`` for every ``y``, ``-inf`` included.
+
+    The gradient is finite too: where ``p == 0`` the product is built from a
+    harmless stand-in for ``y``.
+    """
+    zero = p == 0
+    return xp.where(zero, xp.zeros_like(p), p * xp.where(zero, xp.ones_like(y), y))
+
+
+def reduce(xp: Any, loss: Any, reduction: str, dtype: Any) -> Any:
+    """Apply ``reduction`` and return the result in ``dtype``.
+
+    Half-precision losses are summed in float32 so that means over large
+    arrays neither overflow nor lose their small terms.
+    """
+    if reduction != "none":
+        if xp.finfo(loss.dtype).bits < 32:
+            loss = xp.astype(loss, xp.float32)
+        loss = xp.mean(loss) if reduction == "mean" else xp.sum(loss)
+        if _compat.is_numpy_namespace(xp):
+            loss = xp.asarray(loss)
+    return astype(xp, loss, dtype)
+
+
+def check_weights(func: str, weights: Any, loss_shape: tuple[int, ...]) -> None:
+    if weights is not None and shape_of(weights) != loss_shape:
+        raise ValueError(
+            f"{func}: weights has shape {shape_of(weights)} but the unreduced loss has shape "
+            f"{loss_shape}; weights multiply the loss element by element"
+        )
+
+
+def values_known(xp: Any, x: Any) -> bool:
+    """Whether checks on the values of ``x`` may run (see :func:`is_concrete_host`)."""
+    return is_concrete_host(xp, x) and math.prod(shape_of(x)) > 0
+
+
+def value_range(xp: Any, x: Any) -> tuple[float, float]:
+    """The smallest and largest element of a host array, as Python numbers."""
+    return float(xp.min(x)), float(xp.max(x))
+
+
+def prepare(func: str, reduction: Any, **arrays: Any) -> tuple[Any, Any, Any, list[Any]]:
+    """The common start of an elementwise loss.
+
+    Checks ``reduction`` and that the named arrays (``None`` skipped) share one
+    library and one shape; returns the namespace, the output dtype, the compute
+    dtype and the arrays cast to the compute dtype (``None`` stays ``None``).
+    """
+    xp = namespace(func, **arrays)
+    check_reduction(func, reduction)
+    check_same_shape(func, **arrays)
+    out_dtype, dtype = float_dtypes(xp, func, **arrays)
+    cast = [None if a is None else astype(xp, a, dtype) for a in arrays.values()]
+    return xp, out_dtype, dtype, cast
