@@ -264,9 +264,9 @@ def reduce(xp: Any, loss: Any, reduction: str, dtype: Any) -> Any:
         if xp.finfo(loss.dtype).bits < 32:
             loss = xp.astype(loss, xp.float32)
         loss = xp.mean(loss) if reduction == "mean" else xp.sum(loss)
-        if _compat.is_numpy_namespace(xp):
-            loss = xp.asarray(loss)
-    return astype(xp, loss, dtype)
+    loss = astype(xp, loss, dtype)
+    # NumPy turns 0-d results into scalars; callers get arrays, as on every other library.
+    return xp.asarray(loss) if _compat.is_numpy_namespace(xp) else loss
 
 
 def check_weights(func: str, weights: Any, loss_shape: tuple[int, ...]) -> None:
@@ -283,7 +283,17 @@ def values_known(xp: Any, x: Any) -> bool:
 
 
 def value_range(xp: Any, x: Any) -> tuple[float, float]:
-    """The smallest and largest element of a host array, as Python numbers."""
+    """The smallest and largest element of a host array, as Python numbers.
+
+    A concrete JAX array is read through NumPy: inside a ``jax.jit`` trace
+    (an array closed over by the traced function) ``jnp.min`` would return a
+    tracer even for a concrete input.
+    """
+    if is_namespace(xp, "jax"):
+        import numpy as np
+
+        x = np.asarray(x)
+        return float(np.min(x)), float(np.max(x))
     return float(xp.min(x)), float(xp.max(x))
 
 
