@@ -74,6 +74,25 @@ def stop_gradient(xp: Any, x: Any) -> Any:
     return x
 
 
+def at_least(xp: Any, x: Any, low: float) -> Any:
+    """``maximum(x, low)`` for a Python number ``low``.
+
+    On PyTorch this is ``clamp``: array-api-compat's ``maximum`` with a
+    Python scalar asks ``torch.result_type``, which ``torch.compile`` cannot
+    trace.
+    """
+    if is_namespace(xp, "torch"):
+        return x.clamp(min=low)
+    return xp.maximum(x, low)
+
+
+def at_most(xp: Any, x: Any, high: float) -> Any:
+    """``minimum(x, high)`` for a Python number ``high`` (see :func:`at_least`)."""
+    if is_namespace(xp, "torch"):
+        return x.clamp(max=high)
+    return xp.minimum(x, high)
+
+
 def is_concrete_host(xp: Any, *arrays: Any) -> bool:
     """Whether the values of ``arrays`` can be read without tracing, syncing a
     device or computing a lazy graph.
@@ -294,6 +313,8 @@ def value_range(xp: Any, x: Any) -> tuple[float, float]:
 
         x = np.asarray(x)
         return float(np.min(x)), float(np.max(x))
+    if is_namespace(xp, "torch"):
+        x = x.detach()  # reading values is not part of the autograd graph
     return float(xp.min(x)), float(xp.max(x))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ._common import (
+    at_least,
     Reduction,
     astype,
     check_integer,
@@ -131,7 +132,9 @@ def cross_entropy(
     else:
         score = gather(xp, x, targets, ax)
     if smoothing > 0:
-        loss = logsumexp - (1.0 - smoothing) * score - smoothing * xp.mean(x, axis=ax)
+        # The mean as a sum of x / n: the sum of x itself may overflow.
+        mean = xp.sum(x * (1.0 / x.shape[ax]), axis=ax)
+        loss = logsumexp - (1.0 - smoothing) * score - smoothing * mean
     else:
         loss = logsumexp - score
     if weights is not None:
@@ -151,12 +154,14 @@ def binary_cross_entropy(
     .. math::
 
         \ell = -\big(t \log p + (1 - t) \log(1 - p)\big),
-        \qquad p = \sigma(x) \text{ when } \texttt{with\_logits}.
+        \qquad p = \sigma(x) \text{ when } \texttt{with_logits}.
 
     With logits the loss is computed as
     :math:`(1-t)\,x + \log(1 + e^{-x})` for :math:`x \ge 0` and
     :math:`-t\,x + \log(1 + e^{x})` otherwise, which keeps tiny losses (a
-    confident, correct prediction) instead of rounding them to zero.  With
+    confident, correct prediction) instead of rounding them to zero; an
+    infinite logit with the matching target (``inf`` with 1, ``-inf`` with 0)
+    has loss 0.  With
     probabilities each logarithm is clipped below at ``-100``, as in MLX and
     PyTorch, and :math:`\log(1-p)` is computed as ``log1p(-p)``.
 
@@ -178,7 +183,7 @@ def binary_cross_entropy(
         >>> logits = np.array([0.105361, 0.223144, 1.20397, 0.916291], dtype=np.float32)
         >>> targets = np.array([0, 0, 1, 1])
         >>> anyloss.binary_cross_entropy(logits, targets)
-        array(0.5392456, dtype=float32)
+        array(0.539245..., dtype=float32)
         >>> probs = np.array([0.1, 0.1, 0.4, 0.4], dtype=np.float32)
         >>> anyloss.binary_cross_entropy(probs, targets, with_logits=False)
         array(0.51082563, dtype=float32)
@@ -203,14 +208,16 @@ def binary_cross_entropy(
         positive = x >= 0
         # log(1 + exp(-|x|)), written so that its gradient is right at x = 0.
         softplus_neg_abs = xp.log1p(xp.exp(xp.where(positive, -x, x)))
-        loss = xp.where(positive, (1.0 - t) * x, -t * x) + softplus_neg_abs
+        # (1 - t) x and -t x with 0 * x = 0, so that an infinite logit with the
+        # matching target (x = inf, t = 1 or x = -inf, t = 0) has loss 0, not nan.
+        loss = xlogy_like(xp, xp.where(positive, 1.0 - t, -t), x) + softplus_neg_abs
     else:
         # Each log is clipped at -100; the stand-ins keep the gradient finite at p = 0 or 1.
         has_log = x > 0
         log_p = xp.where(has_log, xp.log(xp.where(has_log, x, xp.ones_like(x))), -100.0)
         has_log1m = x < 1
         log_1mp = xp.where(has_log1m, xp.log1p(-xp.where(has_log1m, x, xp.zeros_like(x))), -100.0)
-        loss = -(t * xp.maximum(log_p, -100.0) + (1.0 - t) * xp.maximum(log_1mp, -100.0))
+        loss = -(t * at_least(xp, log_p, -100.0) + (1.0 - t) * at_least(xp, log_1mp, -100.0))
     if weights is not None:
         loss = loss * astype(xp, weights, dtype)
     return reduce(xp, loss, reduction, out_dtype)
@@ -326,5 +333,5 @@ def hinge_loss(inputs: Array, targets: Array, reduction: Reduction = "none") -> 
     check_reduction(func, reduction)
     check_same_shape(func, inputs=inputs, targets=targets)
     out_dtype, dtype = float_dtypes(xp, func, inputs=inputs, targets=targets)
-    loss = xp.maximum(1.0 - astype(xp, inputs, dtype) * astype(xp, targets, dtype), 0.0)
+    loss = at_least(xp, 1.0 - astype(xp, inputs, dtype) * astype(xp, targets, dtype), 0.0)
     return reduce(xp, loss, reduction, out_dtype)

@@ -3,9 +3,10 @@ triplet_loss and margin_ranking_loss."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from ._common import Reduction, check_real, normalize_axis, prepare, reduce
+from ._common import Reduction, at_least, check_real, normalize_axis, prepare, reduce, stop_gradient
 
 Array = Any
 
@@ -27,7 +28,8 @@ def cosine_similarity_loss(
     This is the similarity itself (1 for parallel vectors), as in MLX, not
     :math:`1 - \text{similarity}`.  Each vector is scaled by its largest
     magnitude before the dot product and norms, so vectors of huge or tiny
-    norm give an ordinary cosine instead of ``inf`` or ``nan``.
+    norm give an ordinary cosine instead of ``inf`` or ``nan``.  With
+    ``eps = 0`` a zero vector has similarity 0.
 
     Args:
         x1 (array): The first embeddings.
@@ -59,23 +61,40 @@ def cosine_similarity_loss(
     dot = xp.sum(ua * ub, axis=ax)
     norm_ua = xp.sqrt(_safe_divisor(xp, xp.sum(xp.square(ua), axis=ax)))
     norm_ub = xp.sqrt(_safe_divisor(xp, xp.sum(xp.square(ub), axis=ax)))
-    scale = xp.squeeze(scale_a, axis=ax) * xp.squeeze(scale_b, axis=ax)
-    # ||x1|| ||x2|| >= eps: the cosine of the scaled vectors.  Below eps the
-    # denominator is eps itself: undo the scaling of the dot product.
-    above = scale * (norm_ua * norm_ub) >= floor
-    undo = xp.where(above, xp.ones_like(scale), scale)
-    loss = xp.where(above, dot / (norm_ua * norm_ub), dot * undo / (floor if floor > 0 else 1.0))
+    # ||x1|| ||x2|| >= eps, compared through square roots so that the product
+    # of two huge norms cannot overflow: the cosine of the scaled vectors.
+    root_scale = xp.sqrt(xp.squeeze(scale_a, axis=ax)) * xp.sqrt(xp.squeeze(scale_b, axis=ax))
+    above = root_scale >= math.sqrt(floor) / xp.sqrt(norm_ua * norm_ub)
+    # Below eps the denominator is eps itself and x1 . x2 is small: divide the
+    # plain dot product (which also gives the right gradient at a zero vector).
+    masked = xp.expand_dims(above, axis=ax)
+    a_below = xp.where(masked, xp.zeros_like(a), a)
+    b_below = xp.where(masked, xp.zeros_like(b), b)
+    below = xp.sum(a_below * b_below, axis=ax) / (floor if floor > 0 else 1.0)
+    loss = xp.where(above, dot / (norm_ua * norm_ub), below)
     return reduce(xp, loss, reduction, out_dtype)
 
 
 def _distance(xp: Any, diff: Any, p: float, eps: float, axis: int) -> Any:
-    """``(sum |diff|^p + eps) ** (1/p)`` along ``axis``."""
-    if p == 2:
-        return xp.sqrt(xp.sum(xp.square(diff), axis=axis) + eps)
+    """``(sum |diff|^p + eps) ** (1/p)`` along ``axis``.
+
+    Written as ``s * (sum (|diff|/s)^p + eps/s^p) ** (1/p)`` with ``s`` the
+    largest of ``|diff|`` and ``eps ** (1/p)``: the powers lie in ``[0, 1]``,
+    so large differences do not overflow and tiny ones do not underflow.  The
+    value does not depend on ``s``, which is a constant for autodiff.
+    """
     magnitude = xp.abs(diff)
     if p == 1:
         return xp.sum(magnitude, axis=axis) + eps
-    return xp.pow(xp.sum(xp.pow(magnitude, p), axis=axis) + eps, 1.0 / p)
+    floor = eps ** (1.0 / p)
+    scale = stop_gradient(xp, at_least(xp, xp.max(magnitude, axis=axis, keepdims=True), floor))
+    scale = _safe_divisor(xp, scale)  # all-zero differences with eps = 0
+    scaled = magnitude / scale
+    scale = xp.squeeze(scale, axis=axis)
+    if p == 2:
+        return scale * xp.sqrt(xp.sum(xp.square(scaled), axis=axis) + xp.square(floor / scale))
+    inner = xp.sum(xp.pow(scaled, p), axis=axis) + xp.pow(floor / scale, p)
+    return scale * xp.pow(inner, 1.0 / p)
 
 
 def triplet_loss(
@@ -97,7 +116,8 @@ def triplet_loss(
         d(u, v) = \Big(\sum_i |u_i - v_i|^p + \epsilon\Big)^{1/p}
 
     ``eps`` inside the root keeps the gradient finite when an anchor equals
-    its positive.
+    its positive.  The differences are scaled by their largest magnitude
+    before the powers, so huge embeddings do not overflow.
 
     Args:
         anchors (array): The anchor embeddings.
@@ -130,7 +150,7 @@ def triplet_loss(
     )
     ax = normalize_axis(func, axis, a.ndim)
     gap = _distance(xp, a - pos, degree, floor, ax) - _distance(xp, a - neg, degree, floor, ax)
-    loss = xp.maximum(gap + alpha, 0.0)
+    loss = at_least(xp, gap + alpha, 0.0)
     return reduce(xp, loss, reduction, out_dtype)
 
 
@@ -171,5 +191,5 @@ def margin_ranking_loss(
     xp, out_dtype, _, (x1, x2, y) = prepare(
         func, reduction, inputs1=inputs1, inputs2=inputs2, targets=targets
     )
-    loss = xp.maximum(m - y * (x1 - x2), 0.0)
+    loss = at_least(xp, m - y * (x1 - x2), 0.0)
     return reduce(xp, loss, reduction, out_dtype)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._common import Reduction, check_real, prepare, reduce, value_range, values_known
+from ._common import Reduction, at_least, at_most, check_real, prepare, reduce, value_range, values_known
 
 Array = Any
 
@@ -103,7 +103,11 @@ def smooth_l1_loss(
     if b == 0:
         loss = diff
     else:
-        loss = xp.where(diff < b, (0.5 / b) * xp.square(diff), diff - 0.5 * b)
+        # 0.5 * diff * (diff / beta): no overflow of diff**2 when beta is large.
+        # The minimum (a no-op where the branch is used) keeps compilers such
+        # as XLA from reassociating the product back into diff**2 * (0.5 / beta).
+        ratio = at_most(xp, diff / b, 1.0)
+        loss = xp.where(diff < b, (0.5 * diff) * ratio, diff - 0.5 * b)
     return reduce(xp, loss, reduction, out_dtype)
 
 
@@ -139,7 +143,7 @@ def huber_loss(
     d = check_real(func, "delta", delta, low=0.0, low_inclusive=False)
     xp, out_dtype, _, (x, y) = prepare(func, reduction, inputs=inputs, targets=targets)
     abs_err = xp.abs(x - y)
-    quadratic = xp.minimum(abs_err, d)
+    quadratic = at_most(xp, abs_err, d)
     loss = 0.5 * xp.square(quadratic) + d * (abs_err - quadratic)
     return reduce(xp, loss, reduction, out_dtype)
 
@@ -227,8 +231,10 @@ def gaussian_nll_loss(
         raise ValueError(
             f"{func}: vars must be >= 0, but its smallest value is {value_range(xp, vars)[0]:g}"
         )
-    v = xp.maximum(v, floor)
-    loss = 0.5 * (xp.log(v) + xp.square(y - x) / v)
+    v = at_least(xp, v, floor)
+    residual = y - x
+    # (r / 2) * (r / v) rather than r**2 / (2 v): the square alone may overflow.
+    loss = 0.5 * xp.log(v) + (0.5 * residual) * (residual / v)
     if full:
         loss = loss + _HALF_LOG_2PI
     return reduce(xp, loss, reduction, out_dtype)
