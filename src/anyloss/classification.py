@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from . import _native
 from ._common import (
     at_least,
     Reduction,
@@ -124,6 +125,11 @@ def cross_entropy(
         xp, func, logits=logits, targets=targets if probabilities else None, weights=weights
     )
 
+    fast = _native.dispatch(
+        xp, func, logits, targets, weights, ax, smoothing, probabilities, reduction, out_dtype, dtype
+    )
+    if fast is not NotImplemented:
+        return fast
     x = astype(xp, logits, dtype)
     x = x - stop_gradient(xp, xp.max(x, axis=ax, keepdims=True))
     logsumexp = _shifted_logsumexp(xp, x, ax)
@@ -203,6 +209,9 @@ def binary_cross_entropy(
     out_dtype, dtype = float_dtypes(xp, func, inputs=inputs, targets=targets, weights=weights)
     x = astype(xp, inputs, dtype)
     t = astype(xp, targets, dtype)
+    fast = _native.dispatch(xp, func, x, t, weights, with_logits, reduction, out_dtype)
+    if fast is not NotImplemented:
+        return fast
 
     if with_logits:
         positive = x >= 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from . import _native
 from ._common import Reduction, at_least, check_real, normalize_axis, prepare, reduce, stop_gradient
 
 Array = Any
@@ -53,6 +54,9 @@ def cosine_similarity_loss(
     floor = check_real(func, "eps", eps, low=0.0)
     xp, out_dtype, _, (a, b) = prepare(func, reduction, x1=x1, x2=x2)
     ax = normalize_axis(func, axis, a.ndim)
+    fast = _native.dispatch(xp, func, a, b, ax, floor, reduction, out_dtype)
+    if fast is not NotImplemented:
+        return fast
 
     scale_a = xp.max(xp.abs(a), axis=ax, keepdims=True)
     scale_b = xp.max(xp.abs(b), axis=ax, keepdims=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from . import _native
 from ._common import Reduction, at_least, at_most, check_real, prepare, reduce, value_range, values_known
 
 Array = Any
@@ -36,6 +37,9 @@ def l1_loss(predictions: Array, targets: Array, reduction: Reduction = "mean") -
         array(0.5)
     """
     xp, out_dtype, _, (x, y) = prepare("l1_loss", reduction, predictions=predictions, targets=targets)
+    fast = _native.dispatch(xp, "l1_loss", x, y, reduction, out_dtype)
+    if fast is not NotImplemented:
+        return fast
     return reduce(xp, xp.abs(x - y), reduction, out_dtype)
 
 
@@ -64,6 +68,9 @@ def mse_loss(predictions: Array, targets: Array, reduction: Reduction = "mean") 
         array(0.41666667)
     """
     xp, out_dtype, _, (x, y) = prepare("mse_loss", reduction, predictions=predictions, targets=targets)
+    fast = _native.dispatch(xp, "mse_loss", x, y, reduction, out_dtype)
+    if fast is not NotImplemented:
+        return fast
     return reduce(xp, xp.square(x - y), reduction, out_dtype)
 
 
@@ -99,6 +106,9 @@ def smooth_l1_loss(
     func = "smooth_l1_loss"
     b = check_real(func, "beta", beta, low=0.0)
     xp, out_dtype, _, (x, y) = prepare(func, reduction, predictions=predictions, targets=targets)
+    fast = _native.dispatch(xp, func, x, y, b, reduction, out_dtype)
+    if fast is not NotImplemented:
+        return fast
     diff = xp.abs(x - y)
     if b == 0:
         loss = diff
@@ -142,6 +152,9 @@ def huber_loss(
     func = "huber_loss"
     d = check_real(func, "delta", delta, low=0.0, low_inclusive=False)
     xp, out_dtype, _, (x, y) = prepare(func, reduction, inputs=inputs, targets=targets)
+    fast = _native.dispatch(xp, func, x, y, d, reduction, out_dtype)
+    if fast is not NotImplemented:
+        return fast
     abs_err = xp.abs(x - y)
     quadratic = at_most(xp, abs_err, d)
     loss = 0.5 * xp.square(quadratic) + d * (abs_err - quadratic)

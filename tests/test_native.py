@@ -1,0 +1,240 @@
+"""Every fast path in ``anyloss._native`` against the portable reference code.
+
+Each test computes a loss twice on the same random inputs, once with the
+fast paths on and once inside ``_native.portable()``, and asserts that the
+values (and, for autodiff, the gradients) agree to within a few units in the
+last place.  The portable code itself is tested against independent
+references in the other test modules.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import anyloss
+from anyloss import _native
+from anyloss._native import numpy as native_numpy
+
+REDUCTIONS = ("none", "mean", "sum")
+RTOL = {np.float32: 2e-6, np.float64: 1e-13}
+
+
+def both(fn, *args, **kwargs):
+    fast = fn(*args, **kwargs)
+    with _native.portable():
+        slow = fn(*args, **kwargs)
+    return fast, slow
+
+
+def as_np(x):
+    return x.detach().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def assert_same(fast, slow, dtype, sums=False):
+    """Equal to a few ulps; ``sums``: long sums added in another order (the
+    relative error of a sum of n positive terms grows with n)."""
+    assert type(fast) is type(slow)
+    assert fast.dtype == slow.dtype
+    assert tuple(fast.shape) == tuple(slow.shape)
+    rtol = RTOL[dtype] * (10 if sums else 1)
+    np.testing.assert_allclose(as_np(fast), as_np(slow), rtol=rtol, atol=0)
+
+
+def pair(seed, shape, dtype, scale=3.0):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * scale).astype(dtype)
+    y = (rng.standard_normal(shape) * scale).astype(dtype)
+    return x, y
+
+
+ELEMENTWISE = [
+    ("mse_loss", {}),
+    ("l1_loss", {}),
+    ("huber_loss", {"delta": 1.0}),
+    ("huber_loss", {"delta": 0.25}),
+    ("smooth_l1_loss", {"beta": 1.0}),
+    ("smooth_l1_loss", {"beta": 2.5}),
+]
+
+
+def test_portable_switches_fast_paths_off(monkeypatch):
+    monkeypatch.setattr(_native, "_enabled", True)  # also under ANYLOSS_PORTABLE=1
+    calls = []
+    monkeypatch.setattr(native_numpy, "mse_loss", lambda *a: calls.append(a) or NotImplemented)
+    x, y = pair(0, (5,), np.float32)
+    anyloss.mse_loss(x, y)
+    assert len(calls) == 1
+    with _native.portable():
+        assert not _native.enabled()
+        anyloss.mse_loss(x, y)
+    assert len(calls) == 1 and _native.enabled()
+
+
+# ---------------------------------------------------------------------- numpy
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name,params", ELEMENTWISE)
+@pytest.mark.parametrize("shape", [(7,), (3, 5, 11), (300_001,)])
+def test_numpy_elementwise(name, params, reduction, dtype, shape):
+    x, y = pair(1, shape, dtype)
+    x_copy, y_copy = x.copy(), y.copy()
+    fast, slow = both(getattr(anyloss, name), x, y, reduction=reduction, **params)
+    assert_same(fast, slow, dtype)
+    np.testing.assert_array_equal(x, x_copy)  # inputs untouched
+    np.testing.assert_array_equal(y, y_copy)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("shape", [(9,), (4, 6), (1 << 20,)])
+def test_numpy_binary_cross_entropy(shape, weighted, reduction, dtype):
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal(shape) * 8).astype(dtype)
+    x.flat[:4] = [40.0, -40.0, 0.0, -0.0]  # tiny losses and the x = 0 branch
+    t = rng.random(shape).astype(dtype)
+    t.flat[:2] = [1.0, 0.0]
+    w = rng.random(shape).astype(dtype) if weighted else None
+    fast, slow = both(anyloss.binary_cross_entropy, x, t, weights=w, reduction=reduction)
+    assert_same(fast, slow, dtype)
+
+
+def test_numpy_binary_cross_entropy_keeps_tiny_losses():
+    x = np.array([30.0, -30.0, 90.0], np.float32)
+    t = np.array([1.0, 0.0, 1.0], np.float32)
+    loss = anyloss.binary_cross_entropy(x, t, reduction="none")
+    expected = np.log1p(np.exp(-np.abs(x.astype(np.float64))))
+    np.testing.assert_allclose(loss, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("shape", [(5, 3), (2, 3, 70_000), (600, 2000)])
+def test_numpy_cross_entropy(shape, weighted, smoothing, reduction, dtype):
+    rng = np.random.default_rng(3)
+    logits = (rng.standard_normal(shape) * 4).astype(dtype)
+    logits.reshape(-1, shape[-1])[0, :2] = logits.max() + 1  # a tie for the maximum
+    logits.reshape(-1, shape[-1])[1, 0] = 60.0  # a confident row: a tiny loss
+    targets = rng.integers(0, shape[-1], size=shape[:-1])
+    targets.reshape(-1)[1] = 0
+    w = rng.random(shape[:-1]).astype(dtype) if weighted else None
+    copy = logits.copy()
+    fast, slow = both(
+        anyloss.cross_entropy, logits, targets, weights=w, label_smoothing=smoothing, reduction=reduction
+    )
+    assert_same(fast, slow, dtype, sums=True)
+    np.testing.assert_array_equal(logits, copy)
+
+
+def test_numpy_cross_entropy_tiny_loss():
+    loss = anyloss.cross_entropy(np.array([[20.0, 0.0], [0.0, 30.0]], np.float32), np.array([0, 1]))
+    np.testing.assert_allclose(loss, [np.log1p(np.exp(-20.0)), np.log1p(np.exp(-30.0))], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("shape", [(4, 3), (700, 1024), (3, 2, 50)])
+def test_numpy_cosine_similarity(shape, reduction, dtype):
+    a, b = pair(4, shape, dtype)
+    a[0] = 0.0  # a zero vector
+    b[1] *= 1e-30  # tiny norms, below eps
+    fast, slow = both(anyloss.cosine_similarity_loss, a, b, axis=-1, reduction=reduction)
+    assert_same(fast, slow, dtype)
+
+
+# ---------------------------------------------------------------------- torch
+
+
+def t(a, grad=False):
+    return torch.from_numpy(np.array(a, copy=True)).requires_grad_(grad)
+
+
+def grads(fn, inputs, *rest, **kwargs):
+    """Value and gradient of ``fn`` with fast paths on, then off."""
+    out = []
+    for fast in (True, False):
+        leaves = [t(a, grad=True) for a in inputs]
+        if fast:
+            loss = fn(*leaves, *rest, **kwargs)
+        else:
+            with _native.portable():
+                loss = fn(*leaves, *rest, **kwargs)
+        total = loss.sum() if loss.ndim else loss
+        total.backward()
+        out.append((loss.detach(), [leaf.grad for leaf in leaves]))
+    return out
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name,params", ELEMENTWISE)
+def test_torch_elementwise(name, params, reduction):
+    x, y = pair(5, (3, 400), np.float32)
+    fast, slow = both(getattr(anyloss, name), t(x), t(y), reduction=reduction, **params)
+    assert_same(fast, slow, np.float32)
+    (v1, g1), (v2, g2) = grads(getattr(anyloss, name), (x, y), reduction=reduction, **params)
+    np.testing.assert_allclose(v1.numpy(), v2.numpy(), rtol=2e-6)
+    for a, b in zip(g1, g2):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=2e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_torch_binary_cross_entropy_and_cosine(reduction):
+    x, y = pair(6, (64, 33), np.float32)
+    target = (y > 0).astype(np.float32)
+    fast, slow = both(anyloss.binary_cross_entropy, t(x), t(target), reduction=reduction)
+    assert_same(fast, slow, np.float32)
+    fast, slow = both(anyloss.cosine_similarity_loss, t(x), t(y), reduction=reduction)
+    assert_same(fast, slow, np.float32)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_torch_cross_entropy(weighted, smoothing, reduction, dtype):
+    rng = np.random.default_rng(7)
+    logits = (rng.standard_normal((40, 300)) * 4).astype(dtype)
+    logits[0, 0] = 50.0
+    targets = torch.from_numpy(rng.integers(0, 300, 40))
+    targets[0] = 0
+    w = torch.from_numpy(rng.random(40).astype(dtype)) if weighted else None
+    kwargs = dict(weights=w, label_smoothing=smoothing, reduction=reduction)
+    fast, slow = both(anyloss.cross_entropy, t(logits), targets, **kwargs)
+    assert_same(fast, slow, dtype, sums=True)
+    (v1, (g1,)), (v2, (g2,)) = grads(anyloss.cross_entropy, (logits,), targets, **kwargs)
+    np.testing.assert_allclose(v1.numpy(), v2.numpy(), rtol=10 * RTOL[dtype])
+    np.testing.assert_allclose(g1.numpy(), g2.numpy(), rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-9)
+
+
+def test_torch_cross_entropy_double_backward():
+    rng = np.random.default_rng(8)
+    logits = rng.standard_normal((6, 5))
+    targets = torch.from_numpy(rng.integers(0, 5, 6))
+    v = torch.from_numpy(rng.standard_normal((6, 5)))
+    hvps = []
+    for fast in (True, False):
+        x = t(logits, grad=True)
+        if fast:
+            loss = anyloss.cross_entropy(x, targets, reduction="sum")
+        else:
+            with _native.portable():
+                loss = anyloss.cross_entropy(x, targets, reduction="sum")
+        (g,) = torch.autograd.grad(loss, x, create_graph=True)
+        (hvp,) = torch.autograd.grad((g * v).sum(), x)
+        hvps.append(hvp.numpy())
+    np.testing.assert_allclose(hvps[0], hvps[1], rtol=1e-10, atol=1e-14)
+
+
+def test_torch_compile_and_func_use_portable_code():
+    x, y = pair(9, (16,), np.float32)
+    target = t(y)
+    value = torch.func.grad(lambda a: anyloss.mse_loss(a, target))(t(x))
+    np.testing.assert_allclose(value.numpy(), 2 * (x - y) / 16, rtol=1e-6)
+    fast, slow = both(anyloss.cross_entropy, t(x.reshape(4, 4)), torch.tensor([0, 1, 2, 3]))
+    assert_same(fast, slow, np.float32)
