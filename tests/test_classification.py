@@ -13,6 +13,7 @@ import pytest
 
 import reference
 from backends import to_lib, to_numpy
+from checks import assert_invalid_reduction, assert_shape_mismatch
 
 import anyloss
 
@@ -239,26 +240,22 @@ SHAPE_MISMATCHES = [
     ids=[f"{c[0]}-{i}" for i, c in enumerate(SHAPE_MISMATCHES)],
 )
 def test_shape_mismatch_is_a_value_error_showing_the_shapes(lib, name, kwargs, shapes, mlx_raises):
-    if mlx_raises:
-        with pytest.raises(ValueError):
-            getattr(mlx_losses, name)(**{k: (mx.array(v) if isinstance(v, np.ndarray) else v) for k, v in kwargs.items()})
-    with pytest.raises(ValueError) as info:
-        getattr(anyloss, name)(**{k: (to_lib(lib, v) if isinstance(v, np.ndarray) else v) for k, v in kwargs.items()})
-    message = str(info.value)
-    assert name in message
-    for shape in shapes:
-        assert str(shape) in message, (shape, message)
+    assert_shape_mismatch(lib, name, kwargs, shapes, mlx_raises)
 
 
 def _valid_args(name, lib):
-    x = to_lib(lib, np.full((2, 3), 0.5, dtype=np.float32))
-    labels = to_lib(lib, np.array([0, 2], dtype=np.int32))
+    return [to_lib(lib, a) for a in _valid_numpy_args(name)]
+
+
+def _valid_numpy_args(name):
+    x = np.full((2, 3), 0.5, dtype=np.float32)
+    labels = np.array([0, 2], dtype=np.int32)
     return {
-        "cross_entropy": (x, labels),
-        "binary_cross_entropy": (x, x),
-        "nll_loss": (x, labels),
-        "kl_div_loss": (x, x),
-        "hinge_loss": (x, x),
+        "cross_entropy": [x, labels],
+        "binary_cross_entropy": [x, x],
+        "nll_loss": [x, labels],
+        "kl_div_loss": [x, x],
+        "hinge_loss": [x, x],
     }[name]
 
 
@@ -266,13 +263,7 @@ def _valid_args(name, lib):
 @pytest.mark.parametrize("name", LOSSES)
 @pytest.mark.parametrize("reduction", ["avg", "Mean", "", None])
 def test_invalid_reduction_is_a_value_error(lib, name, reduction):
-    with pytest.raises(ValueError):
-        getattr(mlx_losses, name)(*(mx.array(to_numpy(a)) for a in _valid_args(name, "numpy")), reduction=reduction)
-    with pytest.raises(ValueError) as info:
-        getattr(anyloss, name)(*_valid_args(name, lib), reduction=reduction)
-    message = str(info.value)
-    assert name in message and repr(reduction) in message
-    assert all(f"'{r}'" in message for r in ("none", "mean", "sum")), message
+    assert_invalid_reduction(lib, name, _valid_numpy_args(name), reduction)
 
 
 @pytest.mark.parametrize("lib", LIBS)
