@@ -306,13 +306,21 @@ the portable code timed in the same run.
   With autograd, `mse_loss`, `l1_loss` and `huber_loss` call
   `torch.nn.functional` (same formulas), and cross_entropy with class indices is
   an autograd function (forward: the NumPy path; backward: `softmax - one_hot`
-  in differentiable torch operations).  binary_cross_entropy and
-  cosine_similarity_loss with autograd run the portable code:
+  in differentiable torch operations); so is cosine_similarity_loss (backward
+  `(b / |b| - cos a / |a|) / |a|`, or `b / eps` below eps) wherever no vector
+  needs the scaling.  binary_cross_entropy with autograd runs the portable code:
   `F.binary_cross_entropy_with_logits` computes `(1 - t) x - logsigmoid(x)`,
   which rounds the tiny loss of a confident negative logit to 0, so it is not
   equal to ours.  Under `torch.compile` and `torch.func` the portable code runs.
-- **JAX.** No fast path: under `jax.jit` XLA already fuses the portable code.
-  The cost left is the tiny-loss safeguard inside XLA's CPU reduction: on
+- **Cosine similarity (NumPy, PyTorch, JAX).** The dot product and both
+  squared norms are first computed unscaled (NumPy: fused dot products of
+  128-element chunks, added pairwise); where every squared norm is finite and
+  at least `n` times the smallest normal number, these are as accurate as the
+  scaled ones and give the result, otherwise the scaled portable computation
+  runs (JAX: `jax.lax.cond`, with a `custom_jvp` whose tangent is one
+  elementwise pass; NumPy: per block of rows).
+- **JAX.** Under `jax.jit` XLA already fuses the portable code; only
+  cosine_similarity_loss has a fast path (above).  The cost left is the tiny-loss safeguard inside XLA's CPU reduction: on
   4096 x 32768 logits `sum(exp(x - max))` takes 0.42 s, but the same sum with
   the maximum's term masked out (`where(z == 0, 0, exp(z))`) takes 1.3 s, and
   every other form of the mask tried (`exp(z) - (z == 0)`, `exp(z) * -sign(z)`,

@@ -9,6 +9,8 @@ references in the other test modules.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -32,14 +34,22 @@ def as_np(x):
     return x.detach().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-def assert_same(fast, slow, dtype, sums=False):
+def assert_same(fast, slow, dtype, sums=False, atol=0.0):
     """Equal to a few ulps; ``sums``: long sums added in another order (the
-    relative error of a sum of n positive terms grows with n)."""
+    relative error of a sum of n positive terms grows with n); ``atol``: for
+    values whose error is bounded in absolute terms (a cosine)."""
     assert type(fast) is type(slow)
     assert fast.dtype == slow.dtype
     assert tuple(fast.shape) == tuple(slow.shape)
     rtol = RTOL[dtype] * (10 if sums else 1)
-    np.testing.assert_allclose(as_np(fast), as_np(slow), rtol=rtol, atol=0)
+    np.testing.assert_allclose(as_np(fast), as_np(slow), rtol=rtol, atol=atol)
+
+
+def cosine_atol(dtype, reduction, n):
+    """A cosine is a dot product over the norms: rounding the sums of its
+    products in another order (or the vectors scaled, or not) moves it by a
+    few ulps of 1, whatever its own size."""
+    return 8 * float(np.finfo(dtype).eps) * (n if reduction == "sum" else 1)
 
 
 def pair(seed, shape, dtype, scale=3.0):
@@ -145,7 +155,7 @@ def test_numpy_cosine_similarity(shape, reduction, dtype):
     a[0] = 0.0  # a zero vector
     b[1] *= 1e-30  # tiny norms, below eps
     fast, slow = both(anyloss.cosine_similarity_loss, a, b, axis=-1, reduction=reduction)
-    assert_same(fast, slow, dtype)
+    assert_same(fast, slow, dtype, atol=cosine_atol(dtype, reduction, a.size // a.shape[-1]))
 
 
 # ---------------------------------------------------------------------- torch
@@ -190,7 +200,7 @@ def test_torch_binary_cross_entropy_and_cosine(reduction):
     fast, slow = both(anyloss.binary_cross_entropy, t(x), t(target), reduction=reduction)
     assert_same(fast, slow, np.float32)
     fast, slow = both(anyloss.cosine_similarity_loss, t(x), t(y), reduction=reduction)
-    assert_same(fast, slow, np.float32)
+    assert_same(fast, slow, np.float32, atol=cosine_atol(np.float32, reduction, 64))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -238,3 +248,135 @@ def test_torch_compile_and_func_use_portable_code():
     np.testing.assert_allclose(value.numpy(), 2 * (x - y) / 16, rtol=1e-6)
     fast, slow = both(anyloss.cross_entropy, t(x.reshape(4, 4)), torch.tensor([0, 1, 2, 3]))
     assert_same(fast, slow, np.float32)
+
+
+# ------------------------------------------------------------------------ jax
+
+
+def _jax():
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    return jax
+
+
+def cosine_inputs(seed, shape, dtype, case):
+    a, b = pair(seed, shape, dtype)
+    if case == "zero-vector":  # a zero vector: the scaled branch
+        a[0] = 0.0
+    elif case == "huge":  # squared norms overflow: the scaled branch
+        a[1] *= np.finfo(dtype).max ** 0.75 / 10
+    elif case == "tiny":  # squared norms underflow: the scaled branch
+        b[1] *= np.finfo(dtype).tiny ** 0.6
+    elif case == "below-eps":  # norms below eps, unscaled branch
+        b[2] *= 1e-6
+    return a, b
+
+
+COSINE_CASES = ["random", "zero-vector", "huge", "tiny", "below-eps"]
+
+
+@pytest.mark.parametrize(
+    "case,eps,reduction,dtype",
+    [(c, 1e-8, "none", d) for c in COSINE_CASES for d in (np.float32, np.float64)]
+    + [("zero-vector", 0.0, "none", np.float64), ("random", 0.0, "mean", np.float32),
+       ("random", 1e-8, "sum", np.float64), ("huge", 1e-8, "mean", np.float32)],
+)
+def test_jax_cosine_similarity(case, eps, reduction, dtype):
+    jax = _jax()
+    import jax.numpy as jnp
+
+    a, b = cosine_inputs(10, (6, 40), dtype, case)
+    ja, jb = jnp.asarray(a), jnp.asarray(b)
+
+    def loss(x, y):
+        return anyloss.cosine_similarity_loss(x, y, axis=1, eps=eps, reduction=reduction)
+
+    def objective(x, y):
+        out = loss(x, y)
+        return jnp.sum(out * jnp.arange(1, out.size + 1, dtype=out.dtype).reshape(out.shape))
+
+    fast = jax.jit(loss)(ja, jb)
+    fast_grads = jax.jit(jax.grad(objective, argnums=(0, 1)))(ja, jb)
+    eager = loss(ja, jb)
+    with _native.portable():
+        slow = loss(ja, jb)
+        slow_grads = jax.grad(objective, argnums=(0, 1))(ja, jb)
+    tol = RTOL[dtype] * 4
+    np.testing.assert_allclose(np.asarray(fast), np.asarray(slow), rtol=tol, atol=0)
+    np.testing.assert_allclose(np.asarray(eager), np.asarray(slow), rtol=tol, atol=0)
+    assert fast.dtype == slow.dtype and fast.shape == slow.shape
+    for g1, g2 in zip(fast_grads, slow_grads):
+        g1, g2 = np.asarray(g1), np.asarray(g2)
+        assert np.all(np.isfinite(g1)) or not _native.enabled()  # ANYLOSS_PORTABLE=1
+        # The portable gradient passes through the scaling by the largest
+        # magnitude: that adds rounding of a few ulps of the row's largest
+        # entry, and nan where 1 / scale**2 overflows (a tiny vector), which
+        # the fast path (scale-free) does not have.
+        finite = np.isfinite(g2)
+        scale = np.max(np.where(finite, np.abs(g2), 0), axis=1, keepdims=True)
+        assert np.all((np.abs(g1 - g2) <= 10 * tol * scale) | ~finite), case
+
+
+def test_jax_cosine_similarity_transforms():
+    """vmap (both branches run), forward mode and second derivatives."""
+    jax = _jax()
+    import jax.numpy as jnp
+
+    a, b = cosine_inputs(11, (3, 4, 7), np.float64, "zero-vector")
+    ja, jb = jnp.asarray(a), jnp.asarray(b)
+
+    def loss(x, y):
+        return anyloss.cosine_similarity_loss(x, y, axis=-1, reduction="sum")
+
+    results = []
+    for fast in (True, False):
+        with contextlib.nullcontext() if fast else _native.portable():
+            v = jax.vmap(loss)(ja, jb)
+            _, tangent = jax.jvp(loss, (ja, jb), (jb, ja))
+            hvp = jax.grad(lambda x: jnp.sum(jax.grad(loss)(x, jb) * jb))(ja)
+        results.append([np.asarray(r) for r in (v, tangent, hvp)])
+    for r1, r2 in zip(*results):
+        np.testing.assert_allclose(r1, r2, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("case", COSINE_CASES)
+def test_numpy_and_torch_cosine_similarity_branches(case, reduction, dtype):
+    """The unscaled rows and the scaled fallback, values (NumPy, PyTorch)
+    and gradients (PyTorch, both inputs)."""
+    a, b = cosine_inputs(12, (6, 256), dtype, case)
+    atol = cosine_atol(dtype, reduction, 6)
+    fast, slow = both(anyloss.cosine_similarity_loss, a, b, reduction=reduction)
+    assert_same(fast, slow, dtype, atol=atol)
+    weights = t(np.arange(1.0, 7.0, dtype=dtype))
+    results = []
+    for fast in (True, False):
+        x, y = t(a, grad=True), t(b, grad=True)
+        with contextlib.nullcontext() if fast else _native.portable():
+            loss = anyloss.cosine_similarity_loss(x, y, reduction=reduction)
+        (loss * weights if loss.ndim else loss).sum().backward()
+        results.append((loss.detach().numpy(), x.grad.numpy(), y.grad.numpy()))
+    (v1, ga1, gb1), (v2, ga2, gb2) = results
+    np.testing.assert_allclose(v1, v2, rtol=RTOL[dtype], atol=atol)
+    for g1, g2 in ((ga1, ga2), (gb1, gb2)):
+        assert np.all(np.isfinite(g1)) or not _native.enabled()  # ANYLOSS_PORTABLE=1
+        finite = np.isfinite(g2)  # see test_jax_cosine_similarity
+        scale = np.max(np.where(finite, np.abs(g2), 0), axis=1, keepdims=True)
+        assert np.all((np.abs(g1 - g2) <= 40 * RTOL[dtype] * scale) | ~finite), case
+
+
+def test_torch_cosine_similarity_double_backward():
+    rng = np.random.default_rng(13)
+    a, b = rng.standard_normal((5, 7)), rng.standard_normal((5, 7))
+    v = torch.from_numpy(rng.standard_normal((5, 7)))
+    hvps = []
+    for fast in (True, False):
+        x, y = t(a, grad=True), t(b)
+        with contextlib.nullcontext() if fast else _native.portable():
+            loss = anyloss.cosine_similarity_loss(x, y, reduction="sum")
+        (g,) = torch.autograd.grad(loss, x, create_graph=True)
+        (hvp,) = torch.autograd.grad((g * v).sum(), x)
+        hvps.append(hvp.numpy())
+    np.testing.assert_allclose(hvps[0], hvps[1], rtol=1e-10, atol=1e-13)

@@ -58,8 +58,10 @@ def cosine_similarity_loss(
     if fast is not NotImplemented:
         return fast
 
-    scale_a = xp.max(xp.abs(a), axis=ax, keepdims=True)
-    scale_b = xp.max(xp.abs(b), axis=ax, keepdims=True)
+    # The cosine does not depend on the scales: constants for autodiff (their
+    # derivative would bring 1/scale**2, which overflows for tiny vectors).
+    scale_a = stop_gradient(xp, xp.max(xp.abs(a), axis=ax, keepdims=True))
+    scale_b = stop_gradient(xp, xp.max(xp.abs(b), axis=ax, keepdims=True))
     ua = a / _safe_divisor(xp, scale_a)  # largest entry of magnitude 1 (or all zero)
     ub = b / _safe_divisor(xp, scale_b)
     dot = xp.sum(ua * ub, axis=ax)

@@ -1,12 +1,120 @@
-"""Fast paths for JAX arrays: none at present; the portable code runs.
+"""Fast paths for JAX arrays.
 
-Under ``jax.jit`` XLA already fuses the portable code.  What remains is the
-cost of the accuracy safeguards inside XLA's CPU reductions: measured on
-4096 x 32768 float32 logits, ``sum(exp(x - max))`` takes 0.42 s, but the same
-sum with the maximum's term left out (``where(z == 0, 0, exp(z))``, needed to
-keep tiny losses) takes 1.3 s, and every arithmetic form of that mask tried
-(``exp(z) - (z == 0)``, ``exp(z) * -sign(z)``, an ``argmax`` mask) is as slow:
-the reduction loop is no longer vectorized.  ``jax.nn.logsumexp`` is not
-equal to the portable value (it rounds a loss below 6e-8 to 0), so it is not
-used.
+Under ``jax.jit`` XLA already fuses the portable code, so a fast path here
+only pays where the portable code's safeguards cost XLA extra passes.
+
+* ``cosine_similarity_loss``: the portable code scales each vector by its
+  largest magnitude (two max-reductions, then the scaled dot product and
+  norms), so that huge or tiny norms neither overflow nor underflow.  Here the
+  dot product and both squared norms are first computed unscaled, in one
+  fused pass; when every squared norm is finite and at least ``n`` times the
+  smallest normal number (``n`` the vector length: then the squares that
+  underflow cannot matter), the unscaled values are as accurate as the scaled
+  ones and give the result.  Otherwise (a zero vector, huge or tiny norms,
+  a nan) ``jax.lax.cond`` runs the portable computation instead; under
+  ``jax.jit`` only the chosen branch runs (under ``jax.vmap`` both run).
+  The ``eps`` rule is the portable one (``||x1|| ||x2|| >= eps``, else the
+  plain dot product over ``eps``), and so are the gradients.
+
+* ``cross_entropy`` has no fast path.  What it would have to beat is the cost
+  of the tiny-loss safeguard inside XLA's CPU reductions: measured on
+  4096 x 32768 float32 logits, ``sum(exp(x - max))`` takes 0.42 s, but the
+  same sum with the maximum's term left out (``where(z == 0, 0, exp(z))``,
+  needed to keep tiny losses) takes 1.3 s, and every arithmetic form of that
+  mask tried (``exp(z) - (z == 0)``, ``exp(z) * -sign(z)``, an ``argmax``
+  mask) is as slow: the reduction loop is no longer vectorized.
+  ``jax.nn.logsumexp`` is not equal to the portable value (it rounds a loss
+  below 6e-8 to 0), so it is not used.
 """
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
+
+from .._common import reduce
+
+
+def _safe(x: Any) -> Any:
+    return jnp.where(x == 0, jnp.ones_like(x), x)
+
+
+def _cosine_scaled(a: Any, b: Any, axis: int, floor: float) -> tuple[Any, ...]:
+    """The portable computation (see ``embedding.cosine_similarity_loss``):
+    the loss, whether each row is above eps, and the reciprocal norms
+    (of a zero vector: 1, as the portable code's safe divisors)."""
+    scale_a = jnp.max(jnp.abs(a), axis=axis, keepdims=True)
+    scale_b = jnp.max(jnp.abs(b), axis=axis, keepdims=True)
+    ua = a / _safe(scale_a)
+    ub = b / _safe(scale_b)
+    dot = jnp.sum(ua * ub, axis=axis)
+    norm_ua = jnp.sqrt(_safe(jnp.sum(jnp.square(ua), axis=axis)))
+    norm_ub = jnp.sqrt(_safe(jnp.sum(jnp.square(ub), axis=axis)))
+    scale_a, scale_b = jnp.squeeze(scale_a, axis=axis), jnp.squeeze(scale_b, axis=axis)
+    root_scale = jnp.sqrt(scale_a) * jnp.sqrt(scale_b)
+    above = root_scale >= (floor ** 0.5) / jnp.sqrt(norm_ua * norm_ub)
+    below = jnp.sum(a * b, axis=axis) / (floor if floor > 0 else 1.0)
+    loss = jnp.where(above, dot / (norm_ua * norm_ub), below)
+    return loss, above, 1 / (_safe(scale_a) * norm_ua), 1 / (_safe(scale_b) * norm_ub)
+
+
+def _cosine_rows(a: Any, b: Any, axis: int, floor: float) -> tuple[Any, ...]:
+    """Loss, above-eps mask and reciprocal norms per row, unscaled where that
+    is exact enough, scaled otherwise."""
+    info = jnp.finfo(a.dtype)
+    # below this a squared norm may have lost accuracy to underflowing squares
+    low = float(info.tiny) * a.shape[axis]
+    dot = jnp.sum(a * b, axis=axis)
+    aa = jnp.sum(jnp.square(a), axis=axis)
+    bb = jnp.sum(jnp.square(b), axis=axis)
+    ordinary = jnp.all((aa >= low) & (aa <= info.max) & (bb >= low) & (bb <= info.max))
+
+    def unscaled(a, b, dot, aa, bb):
+        norm_a, norm_b = jnp.sqrt(aa), jnp.sqrt(bb)  # both > 0 here
+        norms = norm_a * norm_b
+        above = norms >= floor
+        # below eps: the plain dot product over eps, as the portable code
+        loss = jnp.where(above, dot / norms, dot / (floor if floor > 0 else 1.0))
+        return loss, above, 1 / norm_a, 1 / norm_b
+
+    def scaled(a, b, dot, aa, bb):
+        return _cosine_scaled(a, b, axis, floor)
+
+    return jax.lax.cond(ordinary, unscaled, scaled, a, b, dot, aa, bb)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _cosine(a: Any, b: Any, axis: int, floor: float) -> Any:
+    return _cosine_rows(a, b, axis, floor)[0]
+
+
+@functools.partial(_cosine.defjvp, symbolic_zeros=True)
+def _cosine_jvp(axis, floor, primals, tangents):
+    # d cos / da = (b / |b| - cos a / |a|) / |a| above eps, b / eps below it
+    a, b = primals
+    da, db = tangents
+    loss, above, ra, rb = _cosine_rows(a, b, axis, floor)
+    inverse = 1.0 / floor if floor > 0 else 1.0
+    mask = jnp.expand_dims(above, axis)
+    ra_, rb_, c_ = (jnp.expand_dims(v, axis) for v in (ra, rb, loss))
+    out = jnp.zeros_like(loss)
+    if not isinstance(da, SymbolicZero):
+        grad_a = jnp.where(mask, (b * rb_ - a * (ra_ * c_)) * ra_, b * inverse)
+        out = out + jnp.sum(da * grad_a, axis=axis)
+    if not isinstance(db, SymbolicZero):
+        grad_b = jnp.where(mask, (a * ra_ - b * (rb_ * c_)) * rb_, a * inverse)
+        out = out + jnp.sum(db * grad_b, axis=axis)
+    return loss, out
+
+
+def cosine_similarity_loss(xp, a, b, axis, floor, reduction, out_dtype):
+    if a.dtype not in (jnp.float32, jnp.float64) or a.size == 0:
+        return NotImplemented
+    info = jnp.finfo(a.dtype)
+    if not float(info.tiny) * a.shape[axis] < float(info.max):
+        return NotImplemented
+    return reduce(xp, _cosine(a, b, axis, floor), reduction, out_dtype)

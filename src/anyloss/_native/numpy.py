@@ -286,6 +286,49 @@ def _safe(x: np.ndarray) -> np.ndarray:
     return np.where(x == 0, np.ones_like(x), x)
 
 
+# row length cut into chunks of this many for fused dot products
+_CHUNK = 128
+
+
+def _row_dot(x: np.ndarray, y: np.ndarray, tmp: np.ndarray) -> np.ndarray:
+    """Row-wise dot products of two (rows, c) blocks.  With ``c`` a multiple
+    of ``_CHUNK``: fused dot products of the chunks (no temporary), then the
+    chunks' sums added pairwise, as accurate as NumPy's pairwise sum of the
+    products; otherwise the products, then their pairwise sum."""
+    rows, c = x.shape
+    with np.errstate(over="ignore", under="ignore"):  # such rows go to the scaled code
+        if c % _CHUNK == 0 and hasattr(np, "vecdot"):
+            chunks = np.vecdot(x.reshape(rows, -1, _CHUNK), y.reshape(rows, -1, _CHUNK))
+            return np.sum(chunks, axis=1)
+        return np.sum(np.multiply(x, y, out=tmp), axis=1)
+
+
+def cosine_rows(a2: np.ndarray, b2: np.ndarray, floor: float) -> tuple[np.ndarray, ...] | None:
+    """Unscaled per-row cosine, above-eps mask and norms of two (rows, c)
+    arrays, or None when some squared norm lies outside the range where the
+    unscaled values are exact enough (see ``cosine_similarity_loss``)."""
+    n, c = a2.shape
+    info = np.finfo(a2.dtype)
+    low, high = float(info.tiny) * c, float(info.max)
+    if not low < high:
+        return None
+    tmp = np.empty((min(n, max(1, BLOCK // c)), c), a2.dtype)
+    parts = []
+    for i in range(0, n, tmp.shape[0]):
+        j = min(i + tmp.shape[0], n)
+        t = tmp[: j - i]
+        parts.append((_row_dot(a2[i:j], b2[i:j], t), _row_dot(a2[i:j], a2[i:j], t), _row_dot(b2[i:j], b2[i:j], t)))
+    dot, sa, sb = (np.concatenate(p) for p in zip(*parts))
+    if not (low <= min(sa.min(), sb.min()) and max(sa.max(), sb.max()) <= high):
+        return None
+    na, nb = np.sqrt(sa), np.sqrt(sb)
+    norms = na * nb
+    above = norms >= floor
+    loss = np.divide(dot, norms, out=dot, where=above)
+    np.divide(loss, floor if floor > 0 else 1.0, out=loss, where=~above)
+    return loss, above, na, nb
+
+
 def cosine_similarity_loss(xp, a, b, axis, floor, reduction, out_dtype):
     if not _supported(a, b):
         return NotImplemented
@@ -298,13 +341,33 @@ def cosine_similarity_loss(xp, a, b, axis, floor, reduction, out_dtype):
     rows = max(1, BLOCK // c)
     root_floor = math.sqrt(floor)
 
+    info = np.finfo(dtype)
+    # Below this a squared norm may have lost accuracy to underflowing squares;
+    # above the largest float it overflowed.  Rows of a block whose squared
+    # norms all lie between need no scaling.
+    low = float(info.tiny) * c
+    high = float(info.max)
+    divisor = floor if floor > 0 else 1.0
+
     def task(start: int, stop: int) -> None:
         size = min(rows, stop - start)
         ua_buf, ub_buf, t_buf = (np.empty((size, c), dtype) for _ in range(3))
         for i in range(start, stop, size):
             j = min(i + size, stop)
-            ua, ub, tmp = ua_buf[: j - i], ub_buf[: j - i], t_buf[: j - i]
-            # the portable algorithm on one block of rows
+            ab, bb_, tmp = a2[i:j], b2[i:j], t_buf[: j - i]
+            # unscaled: the dot product and the squared norms
+            dot, sa, sb = _row_dot(ab, bb_, tmp), _row_dot(ab, ab, tmp), _row_dot(bb_, bb_, tmp)
+            if low < high and low <= min(sa.min(), sb.min()) and max(sa.max(), sb.max()) <= high:
+                norms = np.sqrt(sa)
+                norms *= np.sqrt(sb)
+                above = norms >= floor
+                out = np.divide(dot, norms, out=dot, where=above)
+                if not above.all():  # below eps: the plain dot product over eps
+                    np.divide(out, divisor, out=out, where=~above)
+                loss[i:j] = out
+                continue
+            ua, ub = ua_buf[: j - i], ub_buf[: j - i]
+            # the portable algorithm (scaled) on one block of rows
             scale_a = np.max(np.abs(a2[i:j], out=tmp), axis=1, keepdims=True)
             scale_b = np.max(np.abs(b2[i:j], out=tmp), axis=1, keepdims=True)
             np.divide(a2[i:j], _safe(scale_a), out=ua)

@@ -10,7 +10,10 @@
   where ``delta**2 / 2`` is finite, so that the two forms agree), and
   ``cross_entropy`` with class indices is an autograd function whose forward
   is the NumPy fast path and whose backward is ``softmax - one_hot`` written
-  with differentiable torch operations (double backward works).
+  with differentiable torch operations (double backward works);
+  ``cosine_similarity_loss`` along the last axis is one too (forward: the
+  NumPy row statistics, unscaled; backward ``(b/|b| - cos a/|a|) / |a|``),
+  where no vector needs the portable code's scaling (else that code runs).
 
 Nothing here runs under ``torch.compile`` (which fuses the portable code),
 under ``torch.func`` transforms, or on other devices: those calls return
@@ -109,9 +112,59 @@ def binary_cross_entropy(xp, x, t, weights, with_logits, reduction, out_dtype):
     )
 
 
+class _Cosine(torch.autograd.Function):
+    """Unreduced cosine along the last axis of rows whose squared norms need
+    no scaling; the forward is the NumPy row statistics, the backward
+    ``(b / |b| - cos a / |a|) / |a|`` above eps, ``b / eps`` below it."""
+
+    @staticmethod
+    def forward(ctx, a, b, loss, above, na, nb, floor):
+        ctx.save_for_backward(a, b, loss, above, na, nb)
+        ctx.floor = floor
+        return loss.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b, loss, above, na, nb = ctx.saved_tensors
+        floor = ctx.floor
+        if torch.is_grad_enabled():  # double backward: recompute differentiably
+            na = torch.linalg.vector_norm(a, dim=-1)
+            nb = torch.linalg.vector_norm(b, dim=-1)
+            dot = torch.sum(a * b, dim=-1)
+            loss = torch.where(above, dot / (na * nb), dot / (floor if floor > 0 else 1.0))
+        inverse = 1.0 / floor if floor > 0 else 1.0
+        g = grad.unsqueeze(-1)
+        mask = above.unsqueeze(-1)
+        ra, rb, c = (1 / na).unsqueeze(-1), (1 / nb).unsqueeze(-1), loss.unsqueeze(-1)
+        grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_a = torch.where(mask, (b * rb - a * (ra * c)) * ra, b * inverse) * g
+        if ctx.needs_input_grad[1]:
+            grad_b = torch.where(mask, (a * ra - b * (rb * c)) * rb, a * inverse) * g
+        return grad_a, grad_b, None, None, None, None, None
+
+
 def cosine_similarity_loss(xp, a, b, axis, floor, reduction, out_dtype):
-    if not _plain(a, b) or _needs_grad(a, b):
+    if not _plain(a, b):
         return NotImplemented
+    if _needs_grad(a, b):
+        if (
+            a.dtype not in (torch.float32, torch.float64) or axis != a.ndim - 1 or a.numel() == 0
+            or not a.is_contiguous() or not b.is_contiguous() or a.is_conj() or b.is_conj()
+        ):
+            return NotImplemented
+        c = a.shape[-1]
+        rows = _np.cosine_rows(_as_numpy(a).reshape(-1, c), _as_numpy(b).reshape(-1, c), floor)
+        if rows is None:
+            return NotImplemented  # huge, tiny or zero vectors: the scaled portable code
+        shape = a.shape[:-1]
+        stats = [torch.from_numpy(v).reshape(shape) for v in rows]
+        loss = _Cosine.apply(a, b, *stats, floor)
+        if reduction == "mean":
+            loss = torch.mean(loss)
+        elif reduction == "sum":
+            loss = torch.sum(loss)
+        return _finish(loss, out_dtype)
     return _via_numpy(
         lambda m, u, v, r, o: _np.cosine_similarity_loss(m, u, v, axis, floor, r, o),
         (a, b), out_dtype, reduction,
