@@ -22,6 +22,7 @@ zero-probability classes, probabilities of exactly 0 and 1, logit 0.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from typing import Any, Callable
@@ -34,6 +35,7 @@ import mp_reference
 from backends import to_lib, to_numpy
 
 import anyloss
+from anyloss import _native
 
 # Extreme inputs make NumPy warn about overflow in intermediate (unused) values.
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -378,17 +380,26 @@ def _expected(case: Case):
     return _EXPECTED[case.id]
 
 
+# Libraries with fast paths run each case twice: through the fast path and
+# through the portable reference code (``_native.portable()``).
+_FAST = ("numpy", "torch", "jax", "mlx")
 _PARAMS = [
-    pytest.param(case, lib, id=f"{case.id}-{lib}")
+    pytest.param(case, lib, path, id=f"{case.id}-{lib}" + ("-portable" if path == "portable" else ""))
     for case in CASES
     for lib in LIBRARIES_BY_DTYPE[case.dtype]
     if lib not in case.exclude
+    for path in (("fast", "portable") if lib in _FAST else ("fast",))
 ]
 
 
-@pytest.mark.parametrize(("case", "lib"), _PARAMS)
-def test_hard_case(case: Case, lib: str):
-    result = run_anyloss(case, lib)
+def _path(path: str):
+    return _native.portable() if path == "portable" else contextlib.nullcontext()
+
+
+@pytest.mark.parametrize(("case", "lib", "path"), _PARAMS)
+def test_hard_case(case: Case, lib: str, path: str):
+    with _path(path):
+        result = run_anyloss(case, lib)
     out_dtype = result_dtype_name(result)
     assert out_dtype == case.dtype, f"{case.id} on {lib}: result dtype {out_dtype}, expected {case.dtype}"
     ulps = MLX_ULPS if lib == "mlx" else ULPS
@@ -637,8 +648,10 @@ _GRAD_PARAMS = [
 ]
 
 
+@pytest.mark.parametrize("path", ["fast", "portable"])
 @pytest.mark.parametrize(("case", "lib"), _GRAD_PARAMS)
-def test_gradient(case: GradCase, lib: str):
-    got = GRADIENTS[lib](case)
+def test_gradient(case: GradCase, lib: str, path: str):
+    with _path(path):
+        got = GRADIENTS[lib](case)
     ok, why = gradient_right(got, _grad_expected(case), case.dtype)
     assert ok, f"gradient of {case.loss} wrt {case.wrt} ({case.id}) on {lib}: {why}"
