@@ -441,6 +441,11 @@ def _grad_bce_logits(inputs, targets, **_):
     return np.vectorize(lambda x, t: _sigmoid(x) - t, otypes=[object])(inputs, targets)
 
 
+def _grad_bce_logits_targets(inputs, targets, **_):
+    # d/dt of (1 - t) x + log(1 + e^-x) (or -t x + log(1 + e^x)) is -x.
+    return np.vectorize(lambda x, t: -x, otypes=[object])(inputs, targets)
+
+
 def _grad_bce_probs(inputs, targets, **_):
     # d/dp of -(t max(log p, -100) + (1 - t) max(log(1 - p), -100)); a clipped
     # logarithm is constant, so it adds nothing.
@@ -527,6 +532,9 @@ GRAD_CASES = [
     GradCase("bce-logits-at-0-20-inf", "binary_cross_entropy", "float32",
              {"inputs": _f(0.0, 20.0, -20.0, 0.0, -INF), "targets": _f(1.0, 1.0, 0.0, 0.5, 0.0)},
              {"reduction": "sum"}, "inputs", _grad_bce_logits),
+    GradCase("bce-logits-wrt-matching-targets", "binary_cross_entropy", "float32",
+             {"inputs": _f(5.0, -3.0, 0.0, 2.0), "targets": _f(1.0, 0.0, 1.0, 0.25)},
+             {"reduction": "sum"}, "targets", _grad_bce_logits_targets),
     GradCase("bce-probs-at-0-and-1", "binary_cross_entropy", "float64",
              {"inputs": _f(0.0, 0.0, 1.0, 1.0, 0.5), "targets": _f(0.0, 1.0, 1.0, 0.0, 0.25)},
              {"with_logits": False, "reduction": "sum"}, "inputs", _grad_bce_probs),

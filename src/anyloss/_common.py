@@ -266,11 +266,11 @@ def gather(xp: Any, x: Any, indices: Any, axis: int) -> Any:
 def xlogy_like(xp: Any, p: Any, y: Any) -> Any:
     """``p * y`` with ``0 * y = 0`` for every ``y``, ``-inf`` included.
 
-    The gradient is finite too: where ``p == 0`` the product is built from a
-    harmless stand-in for ``y``.
+    Only a non-finite ``y`` (such as ``-inf - (-inf)``) meets ``p == 0``
+    through a stand-in (zero), so the gradients stay the product's own: ``y``
+    for ``p`` (0 where ``y`` is not finite) and ``p`` for ``y``.
     """
-    zero = p == 0
-    return xp.where(zero, xp.zeros_like(p), p * xp.where(zero, xp.ones_like(y), y))
+    return p * xp.where((p == 0) & ~xp.isfinite(y), xp.zeros_like(y), y)
 
 
 def reduce(xp: Any, loss: Any, reduction: str, dtype: Any) -> Any:
