@@ -222,6 +222,111 @@ def test_torch_cross_entropy(weighted, smoothing, reduction, dtype):
     np.testing.assert_allclose(g1.numpy(), g2.numpy(), rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-9)
 
 
+def bce_inputs(seed, shape, dtype, with_logits):
+    """Random inputs with the extremes: infinite logits (with matching and
+    mismatched targets), x = +-0, confident logits; probabilities exactly 0
+    and 1, and below exp(-100)."""
+    rng = np.random.default_rng(seed)
+    if with_logits:
+        x = (rng.standard_normal(shape) * 8).astype(dtype)
+        x.flat[:8] = [np.inf, -np.inf, np.inf, -np.inf, 0.0, -0.0, 40.0, -40.0]
+    else:
+        x = rng.random(shape).astype(dtype)
+        x.flat[:6] = [0.0, 1.0, 0.0, 1.0, np.finfo(dtype).tiny, 1e-45 if dtype == np.float32 else 1e-300]
+    t = rng.random(shape).astype(dtype)
+    t.flat[:8] = [1.0, 0.0, 0.0, 1.0, 0.3, 0.7, 1.0, 0.0]
+    w = rng.random(shape).astype(dtype)
+    return x, t, w
+
+
+def bce_value_and_grads(fast, x, t, w, with_logits, reduction, targets_grad):
+    xs, ts = t_(x, True), t_(t, targets_grad)
+    with contextlib.nullcontext() if fast else _native.portable():
+        loss = anyloss.binary_cross_entropy(
+            xs, ts, weights=None if w is None else t_(w), with_logits=with_logits, reduction=reduction
+        )
+    upstream = torch.from_numpy(np.linspace(0.5, 2.0, loss.numel()).astype(x.dtype)).reshape(loss.shape)
+    (loss * upstream).sum().backward()
+    return loss, xs.grad, ts.grad
+
+
+def t_(a, grad=False):
+    return t(a, grad)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("with_logits", [True, False])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("targets_grad", [False, True])
+def test_torch_binary_cross_entropy_autograd(targets_grad, weighted, with_logits, reduction, dtype):
+    # 70_000 elements: several blocks of the blocked loops
+    x, t, w = bce_inputs(14, (7, 10_000), dtype, with_logits)
+    w = w if weighted else None
+    fast = bce_value_and_grads(True, x, t, w, with_logits, reduction, targets_grad)
+    slow = bce_value_and_grads(False, x, t, w, with_logits, reduction, targets_grad)
+    if _native.enabled():
+        assert "BinaryCrossEntropy" in type(fast[0].grad_fn).__name__
+    assert_same(fast[0].detach(), slow[0].detach(), dtype, sums=True)
+    for g1, g2 in zip(fast[1:], slow[1:]):
+        if not targets_grad and g2 is None:
+            assert g1 is None
+            continue
+        np.testing.assert_allclose(g1.numpy(), g2.numpy(), rtol=RTOL[dtype], atol=0)
+
+
+@pytest.mark.parametrize("with_logits", [True, False])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_torch_binary_cross_entropy_double_backward(with_logits, weighted):
+    x, t, w = bce_inputs(15, (6, 5), np.float64, with_logits)
+    if with_logits:
+        x[0, :2] = [3.0, -2.0]  # finite logits: second derivatives of inf are nan
+    else:
+        x[0, :2] = [0.3, 0.9]
+    rng = np.random.default_rng(16)
+    v = torch.from_numpy(rng.standard_normal((6, 5)))
+    results = []
+    for fast in (True, False):
+        xs, ts = t_(x, True), t_(t, True)
+        with contextlib.nullcontext() if fast else _native.portable():
+            loss = anyloss.binary_cross_entropy(
+                xs, ts, weights=t_(w) if weighted else None, with_logits=with_logits, reduction="mean"
+            )
+        gx, gt = torch.autograd.grad(loss, (xs, ts), create_graph=True)
+        hx, ht = torch.autograd.grad((gx * v).sum() + (gt * v).sum(), (xs, ts), allow_unused=True)
+        results.append([np.nan_to_num(a.numpy(), nan=7.0) for a in (gx.detach(), gt.detach(), hx, ht)])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_torch_binary_cross_entropy_falls_back(reduction):
+    """Weights requiring a gradient run the portable code."""
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal(20) * 4
+    t = rng.random(20)
+    ws = t_(rng.random(20), True)
+    loss = anyloss.binary_cross_entropy(t_(x, True), t_(t), weights=ws, reduction=reduction)
+    assert "BinaryCrossEntropy" not in type(loss.grad_fn).__name__
+    (loss.sum() if loss.ndim else loss).backward()
+    unweighted = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))  # d loss / d weights
+    scale = 1 / x.size if reduction == "mean" else 1
+    np.testing.assert_allclose(ws.grad.numpy(), unweighted * scale, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_numpy_binary_cross_entropy_infinite_logits(reduction, dtype):
+    """Blocks with an infinite logit take the 0 * inf = 0 branch; others not."""
+    x, t, _ = bce_inputs(18, (200_000,), dtype, True)
+    x[150_000] = -np.inf
+    t[150_000] = 0.0
+    fast, slow = both(anyloss.binary_cross_entropy, x, t, reduction=reduction)
+    assert_same(fast, slow, dtype, sums=True)
+    part = anyloss.binary_cross_entropy(x[:4], t[:4], reduction="none")
+    np.testing.assert_array_equal(part, [0.0, 0.0, np.inf, np.inf])
+
+
 def test_torch_cross_entropy_double_backward():
     rng = np.random.default_rng(8)
     logits = rng.standard_normal((6, 5))

@@ -87,16 +87,21 @@ def _finish(loss: np.ndarray | None, total: float, count: int, reduction: str, o
     return np.asarray(value, dtype=out_dtype)
 
 
-def _log1p_inplace(u: np.ndarray, w: np.ndarray, d: np.ndarray, mask: np.ndarray) -> None:
+def _log1p_inplace(u: np.ndarray, w: np.ndarray, d: np.ndarray) -> None:
     """``u <- log1p(u)`` for ``0 <= u <= 1`` with vectorized operations only:
-    ``log(w) * u / (w - 1)`` with ``w = 1 + u``, and ``u`` itself where
-    ``w == 1`` (``w``, ``d`` and ``mask`` are scratch buffers)."""
+    ``u * log(w) / (w - 1)`` with ``w = 1 + u`` (``w`` and ``d`` are scratch
+    buffers).  Where ``w == 1`` the quotient is ``0 / 0``; adding the
+    smallest normal number to both its terms makes it ``1`` there (so the
+    result is ``u``) and changes no other quotient, whose terms are at least
+    the float's epsilon."""
+    tiny = float(np.finfo(u.dtype).tiny)
     np.add(u, 1.0, out=w)
-    np.subtract(w, 1.0, out=d)
-    np.not_equal(d, 0.0, out=mask)
+    np.subtract(w, 1.0, out=d)  # exact
+    np.add(d, tiny, out=d)
     np.log(w, out=w)
-    np.divide(w, d, out=w, where=mask)
-    np.multiply(u, w, out=u, where=mask)
+    np.add(w, tiny, out=w)
+    np.divide(w, d, out=w)
+    np.multiply(u, w, out=u)
 
 
 def _elementwise(
@@ -183,12 +188,17 @@ def _bce_kernel(out, bufs, mask, x, t, *weights):
     u, w, d = bufs
     np.abs(x, out=u)
     np.negative(u, out=u)
+    # Only an infinite (or nan) logit can make (1 - t) x or -t x a 0 * inf.
+    special = not np.minimum.reduce(u) > -np.inf
     np.exp(u, out=u)
-    _log1p_inplace(u, w, d, mask)  # log(1 + exp(-|x|))
+    _log1p_inplace(u, w, d)  # log(1 + exp(-|x|))
     np.greater_equal(x, 0.0, out=mask)
     np.subtract(mask, t, out=out)  # 1 - t where x >= 0, -t elsewhere
-    np.not_equal(out, 0.0, out=mask)
-    np.multiply(out, x, out=out, where=mask)  # 0 * x = 0, infinite x included
+    if special:
+        np.not_equal(out, 0.0, out=mask)
+        np.multiply(out, x, out=out, where=mask)  # 0 * x = 0, infinite x included
+    else:
+        np.multiply(out, x, out=out)
     np.add(out, u, out=out)
     if weights:
         np.multiply(out, weights[0], out=out)

@@ -22,6 +22,8 @@ under ``torch.func`` transforms, or on other devices: those calls return
 
 from __future__ import annotations
 
+import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -103,13 +105,180 @@ def smooth_l1_loss(xp, x, y, beta, reduction, out_dtype):
     return _via_numpy(lambda m, a, b, r, o: _np.smooth_l1_loss(m, a, b, beta, r, o), (x, y), out_dtype, reduction)
 
 
+# elements per block of the blocked torch loops below (torch does not split
+# an operation of this size among its threads; ours share the blocks)
+_BLOCK = 1 << 15
+
+
+def _blocked(task: Any, n: int) -> None:
+    """``task(start, stop)`` over ``range(n)`` a block at a time, on threads."""
+
+    def piece(start: int, stop: int) -> None:
+        with torch.no_grad():
+            for i in range(start, stop, _BLOCK):
+                task(i, min(i + _BLOCK, stop))
+
+    _np._spread(piece, n, 1)
+
+
+def _bce_terms(x, t):
+    """The portable unreduced loss with probabilities (same operations)."""
+    has_log = x > 0
+    log_p = torch.where(has_log, torch.log(torch.where(has_log, x, 1.0)), -100.0)
+    has_log1m = x < 1
+    log_1mp = torch.where(has_log1m, torch.log1p(-torch.where(has_log1m, x, 0.0)), -100.0)
+    return -(t * log_p.clamp(min=-100.0) + (1.0 - t) * log_1mp.clamp(min=-100.0))
+
+
+def _bce_grads(x, t, g, with_logits, need_x, need_t):
+    """Gradients of the portable unreduced loss, ``g`` times its derivatives
+    with respect to ``x`` and ``t``, written as the portable code's own
+    backward formulas compose them (so the values are the same); ``g`` is a
+    0-d tensor or has ``x``'s shape.  Differentiable."""
+    dx = dt = None
+    if with_logits:
+        positive = x >= 0
+        p = torch.where(positive, 1.0 - t, -t)
+        zero = p == 0
+        if need_x:
+            e = torch.exp(torch.where(positive, -x, x))
+            dz = g / (e + 1.0) * e  # log1p's, then exp's derivative
+            dx = g * p + torch.where(positive, -dz, dz)
+        if need_t:  # p's derivative is -1; a non-finite x meets p == 0 as 0
+            dt = -(g * torch.where(zero & ~torch.isfinite(x), 0.0, x))
+        return dx, dt
+    ng = -g
+    has_log = x > 0
+    x_log = torch.where(has_log, x, 1.0)
+    log_p = torch.where(has_log, torch.log(x_log), -100.0)
+    has_log1m = x < 1
+    x_log1m = torch.where(has_log1m, x, 0.0)
+    log_1mp = torch.where(has_log1m, torch.log1p(-x_log1m), -100.0)
+    if need_x:
+        g_a = torch.where(log_p >= -100.0, ng * t, 0.0)
+        g_b = torch.where(log_1mp >= -100.0, ng * (1.0 - t), 0.0)
+        dx = torch.where(has_log, g_a / x_log, 0.0) + torch.where(has_log1m, -(g_b / (-x_log1m + 1.0)), 0.0)
+    if need_t:
+        dt = ng * log_p.clamp(min=-100.0) + -(ng * log_1mp.clamp(min=-100.0))
+    return dx, dt
+
+
+def _logits_grad(x, t, g, out):
+    """``out <- g * p + where(x >= 0, -dz, dz)`` of :func:`_bce_grads` for a
+    finite ``g``, in place: ``-|x|`` is ``where(x >= 0, -x, x)`` up to the
+    sign of a zero, and ``(x >= 0) - t`` is ``p``."""
+    sign = (x >= 0).to(x.dtype)
+    p = torch.sub(sign, t)
+    p.mul_(g)
+    e = torch.abs(x).neg_().exp_()
+    dz = torch.add(e, 1.0)
+    torch.div(g, dz, out=dz)
+    dz.mul_(e)
+    dz.mul_(sign.mul_(-2.0).add_(1.0))  # -dz where x >= 0
+    torch.add(p, dz, out=out)
+
+
+class _BinaryCrossEntropy(torch.autograd.Function):
+    """Binary cross entropy, reduced; the forward is the NumPy fast path (with
+    logits) or the portable formula a block at a time (probabilities), the
+    backward the portable code's derivatives, a block at a time (double
+    backward: the same formulas, differentiable)."""
+
+    @staticmethod
+    def forward(ctx, x, t, w, with_logits, reduction):
+        ctx.save_for_backward(x, t, w)
+        ctx.with_logits, ctx.reduction = with_logits, reduction
+        dtype = _NUMPY_DTYPES[x.dtype]
+        if with_logits:
+            loss = _np.binary_cross_entropy(
+                np, _as_numpy(x), _as_numpy(t), _as_numpy(w), True, reduction, dtype
+            )
+            return torch.from_numpy(np.ascontiguousarray(loss) if loss.ndim else loss)
+        n = x.numel()
+        xf, tf = x.reshape(-1), t.reshape(-1)
+        wf = None if w is None else w.reshape(-1)
+        out = torch.empty(n, dtype=x.dtype) if reduction == "none" else None
+        totals: list[float] = []
+        lock = threading.Lock()
+
+        def task(i, j):
+            loss = _bce_terms(xf[i:j], tf[i:j])
+            if wf is not None:
+                loss = loss * wf[i:j]
+            if out is not None:
+                out[i:j] = loss
+            else:
+                value = float(torch.sum(loss, dtype=torch.float64))
+                with lock:
+                    totals.append(value)
+
+        _blocked(task, n)
+        if out is not None:
+            return out.reshape(x.shape)
+        total = math.fsum(totals)
+        return torch.tensor(total / n if reduction == "mean" else total, dtype=x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, t, w = ctx.saved_tensors
+        need_x, need_t = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        reduction, with_logits = ctx.reduction, ctx.with_logits
+        g = grad / x.numel() if reduction == "mean" else grad  # the mean's derivative
+        if torch.is_grad_enabled():  # double backward: differentiable, whole arrays
+            if w is not None:
+                g = g * w
+            dx, dt = _bce_grads(x, t, g, with_logits, need_x, need_t)
+            return dx, dt, None, None, None
+        n = x.numel()
+        xf, tf = x.reshape(-1), t.reshape(-1)
+        wf = None if w is None else w.reshape(-1)
+        gf = g.reshape(-1) if g.ndim else g
+        dx = torch.empty(n, dtype=x.dtype) if need_x else None
+        dt = torch.empty(n, dtype=x.dtype) if need_t else None
+
+        # With logits, a finite g and no target gradient: the same values in
+        # fewer operations, in place (g * p is where(p == 0, 0, g) * p there).
+        short = with_logits and not need_t and bool(torch.isfinite(g).all())
+
+        def task(i, j):
+            gb = gf[i:j] if gf.ndim else gf
+            if wf is not None:
+                gb = gb * wf[i:j]
+            if short:
+                _logits_grad(xf[i:j], tf[i:j], gb, dx[i:j])
+                return
+            a, b = _bce_grads(xf[i:j], tf[i:j], gb, with_logits, need_x, need_t)
+            if a is not None:
+                dx[i:j] = a
+            if b is not None:
+                dt[i:j] = b
+
+        _blocked(task, n)
+        shape = x.shape
+        return (
+            None if dx is None else dx.reshape(shape),
+            None if dt is None else dt.reshape(shape),
+            None, None, None,
+        )
+
+
 def binary_cross_entropy(xp, x, t, weights, with_logits, reduction, out_dtype):
-    if not _plain(x, t, weights) or _needs_grad(x, t, weights):
+    if not _plain(x, t, weights):
         return NotImplemented
-    return _via_numpy(
-        lambda m, a, b, w, r, o: _np.binary_cross_entropy(m, a, b, w, with_logits, r, o),
-        (x, t, weights), out_dtype, reduction,
-    )
+    if not _needs_grad(x, t, weights):
+        return _via_numpy(
+            lambda m, a, b, w, r, o: _np.binary_cross_entropy(m, a, b, w, with_logits, r, o),
+            (x, t, weights), out_dtype, reduction,
+        )
+    if weights is not None and weights.requires_grad:
+        return NotImplemented
+    if x.dtype not in (torch.float32, torch.float64) or x.numel() == 0 or t.dtype != x.dtype:
+        return NotImplemented
+    w = None if weights is None else weights.to(x.dtype)
+    if any(not a.is_contiguous() for a in (x, t) + (() if w is None else (w,))):
+        return NotImplemented
+    loss = _BinaryCrossEntropy.apply(x, t, w, with_logits, reduction)
+    return _finish(loss, out_dtype)
 
 
 class _Cosine(torch.autograd.Function):
