@@ -337,12 +337,23 @@ the portable code timed in the same run.
   `jax.lax.cond` run the masked sum.  A `custom_jvp` gives the gradient as
   `exp(z) / s`, so `jax.grad` never differentiates through the `cond`.  A batch
   of confident rows (a trained classifier) still pays for the masked sum.
-- **MLX.** No fast path.  `mx.logsumexp` rounds a loss below about 6e-8 to 0, so
-  it is not equal.  MLX's CPU backend runs each operation as its own pass over
-  memory, and `mx.compile` barely changes that on the CPU: binary_cross_entropy
-  over 2^24 float32 logits took 0.77 s compiled, 1.06 s uncompiled, against
-  0.57 s for `mlx.nn.losses`; `log1p(exp(-|x|))` alone costs 0.46-0.49 s eager,
-  compiled or as `mx.logaddexp`.
+  XLA's CPU backend fuses a reduction only with the operations its fused
+  reduction kernel supports; compares, selects and clamps run as separate
+  passes that write logits-sized arrays.  binary_cross_entropy with logits
+  (`mean`/`sum`) therefore sums `(max(sign(x), 0) - t) x + log1p(exp(-|x|))`
+  in one pass, the portable terms exactly; only when that sum is nan (an
+  infinite logit with its matching target, or a nan) does a `jax.lax.cond`
+  recompute it with `0 * inf = 0`, again without compares.  A `custom_jvp`
+  gives the portable gradients.
+- **MLX.** binary_cross_entropy with logits runs the portable formula as one
+  cached `mx.compile(shapeless=True)` kernel inside an `mx.custom_function`
+  whose gradients are compiled kernels too.  MLX's compiled CPU kernels
+  evaluate `exp` and `log1p` per element without the eager kernels'
+  vectorization, and `mlx.nn.losses` computes `logaddexp(0, x) - x t`, which
+  rounds tiny losses to 0 and has no infinity safeguard.  `mx.logsumexp`
+  likewise rounds a cross_entropy loss below about 6e-8 to 0, so it is not
+  equal; cross_entropy and cosine_similarity_loss run the portable code, each
+  of its operations a pass over memory.
 """
 
 

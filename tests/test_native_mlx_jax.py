@@ -157,3 +157,78 @@ def _nullcontext():
     import contextlib
 
     return contextlib.nullcontext()
+
+
+def _bce_inputs(dtype, extremes: bool):
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal(40) * 4.0).astype(dtype)
+    t = (rng.random(40) < 0.5).astype(dtype)
+    t[::7] = rng.random(6).astype(dtype)
+    x[:4] = [40.0, -40.0, 0.0, -0.0]
+    t[:4] = [1.0, 0.0, 1.0, 0.0]
+    if extremes:
+        # infinite logits with the matching target: loss 0 (0 * inf = 0)
+        x[4:6], t[4:6] = [np.inf, -np.inf], [1.0, 0.0]
+    return x, t
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("extremes", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_jax_binary_cross_entropy_values_and_gradients(reduction, weighted, extremes, dtype):
+    x, t = _bce_inputs(dtype, extremes)
+    w = np.random.default_rng(12).random(40).astype(dtype) if weighted else None
+    args = [jnp.asarray(x), jnp.asarray(t)] + ([jnp.asarray(w)] if weighted else [])
+
+    def loss(*a):
+        return anyloss.binary_cross_entropy(a[0], a[1], weights=a[2] if weighted else None, reduction=reduction)
+
+    def objective(*a):
+        return jnp.sum(loss(*a) * 1.5)
+
+    argnums = tuple(range(len(args)))
+    fast = jax.jit(loss)(*args)
+    fast_grad = jax.jit(jax.grad(objective, argnums=argnums))(*args)
+    with _native.portable():
+        slow = loss(*args)
+        slow_grad = jax.grad(objective, argnums=argnums)(*args)
+    assert fast.dtype == x.dtype and fast.shape == slow.shape
+    _close(fast, slow, dtype)
+    # float64 reference: (1 - t) x + log(1 + exp(-x)) for x >= 0, -t x + log(1 + exp(x)) otherwise
+    x64, t64 = x.astype(np.float64), t.astype(np.float64)
+    finite = np.isfinite(x64)
+    ref = np.where(x64 >= 0, (1 - t64) * np.where(finite, x64, 0), -t64 * np.where(finite, x64, 0))
+    ref = ref + np.log1p(np.exp(-np.abs(x64)))
+    if weighted:
+        ref = ref * w
+    ref = {"none": ref, "mean": ref.mean(), "sum": ref.sum()}[reduction]
+    _close(fast, ref, dtype)
+    if reduction == "none":
+        assert np.all(np.asarray(fast)[:2] > 0)  # tiny losses kept
+    for got, want in zip(fast_grad, slow_grad):
+        _close(got, want, dtype)
+    # d/dx = sigmoid(x) - t, d/dt = -x (0 at the infinite logits)
+    scale = 1.5 / (40 if reduction == "mean" else 1) * (w if weighted else 1.0)
+    sig = np.where(finite, 1.0 / (1.0 + np.exp(-np.where(finite, x64, 0))), (x64 > 0) * 1.0)
+    _close(fast_grad[0], scale * (sig - t64), dtype)
+    _close(fast_grad[1], scale * -np.where(finite, x64, 0), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ("mean", "sum"))
+def test_jax_binary_cross_entropy_nonfinite(reduction, dtype):
+    # a mismatched infinite logit gives inf, a nan logit or target nan, on both paths
+    for xv, tv, want in ((np.inf, 0.0, np.inf), (-np.inf, 1.0, np.inf), (np.nan, 1.0, np.nan), (1.0, np.nan, np.nan),
+                         (np.inf, 1.0, None), (-np.inf, 0.0, None)):
+        x, t = _bce_inputs(dtype, True)
+        x[7], t[7] = xv, tv
+        fast = np.asarray(jax.jit(lambda a, b: anyloss.binary_cross_entropy(a, b, reduction=reduction))(
+            jnp.asarray(x), jnp.asarray(t)))
+        with _native.portable():
+            slow = np.asarray(anyloss.binary_cross_entropy(jnp.asarray(x), jnp.asarray(t), reduction=reduction))
+        if want is None:
+            _close(fast, slow, dtype)
+        else:
+            np.testing.assert_array_equal(fast, slow)
+            np.testing.assert_array_equal(fast, np.asarray(want, dtype))

@@ -189,3 +189,93 @@ def cross_entropy(xp, logits, targets, weights, axis, smoothing, probabilities, 
     if weights is not None:
         loss = loss * weights.astype(dtype)
     return reduce(xp, loss, reduction, out_dtype)
+
+
+def _bce_portable(x: Any, t: Any) -> Any:
+    """The portable binary cross entropy with logits, element by element."""
+    positive = x >= 0
+    softplus = jnp.log1p(jnp.exp(jnp.where(positive, -x, x)))
+    return xlogy_like(jnp, jnp.where(positive, 1.0 - t, -t), x) + softplus
+
+
+def _bce_grads(x: Any, t: Any) -> tuple[Any, Any]:
+    """The portable code's derivatives with respect to ``x`` and ``t``."""
+    positive = x >= 0
+    p = jnp.where(positive, 1.0 - t, -t)
+    e = jnp.exp(jnp.where(positive, -x, x))
+    s = e / (1.0 + e)
+    dx = jnp.where(positive, p - s, p + s)
+    dt = -jnp.where((p == 0) & ~jnp.isfinite(x), jnp.zeros_like(x), x)
+    return dx, dt
+
+
+def _bce_reduce(loss: Any, mean: bool) -> Any:
+    return jnp.mean(loss) if mean else jnp.sum(loss)
+
+
+def _bce_value(x: Any, t: Any, w: Any, mean: bool) -> Any:
+    # p = 1 - t for x > 0 and -t for x < 0, from sign(x) rather than a
+    # compare and select: XLA's CPU backend fuses a reduction only with
+    # operations its fused kernels support (no compare, select or clamp) and
+    # otherwise writes the rest out to memory.  p * x equals the portable
+    # term except where 0 * inf gives nan (an infinite logit with the
+    # matching target); the sum is then nan and the portable code runs.
+    p = jnp.maximum(jnp.sign(x), 0.0) - t
+    loss = p * x + jnp.log1p(jnp.exp(-jnp.abs(x)))
+    if w is not None:
+        loss = loss * w
+    plain = _bce_reduce(loss, mean)
+
+    def exact():
+        loss = _bce_terms(x, t)
+        return _bce_reduce(loss if w is None else loss * w, mean)
+
+    return jax.lax.cond(jnp.isnan(plain), exact, lambda: plain)
+
+
+def _bce_terms(x: Any, t: Any) -> Any:
+    """The portable values, 0 * inf = 0 included, still without compares,
+    selects or clamps (so that XLA fuses this branch as well)."""
+    big = float(jnp.finfo(x.dtype).max)
+    sign = jnp.sign(x)
+    p = jnp.maximum(sign, 0.0) - t
+    size = jnp.minimum(jnp.abs(x), big)
+    # p * x as p * c + p * (x - c), c = x clipped to the finite range:
+    # infinite is 0 for finite x and 1 for infinite x, where size is the
+    # largest finite number: a nonzero p times it three times overflows to
+    # +-inf, while 0 times it stays 0.  (size, not the constant, so that XLA
+    # cannot fold big * big * big to inf.)
+    infinite = jnp.sign(jnp.abs(x) - size)
+    beyond = ((p * (sign * infinite)) * size) * size * size
+    return (p * (sign * size) + beyond) + jnp.log1p(jnp.exp(-jnp.abs(x)))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
+def _bce(x: Any, t: Any, w: Any, mean: bool) -> Any:
+    return _bce_value(x, t, w, mean)
+
+
+@functools.partial(_bce.defjvp, symbolic_zeros=True)
+def _bce_jvp(mean, primals, tangents):
+    x, t, w = primals
+    dx, dt, dw = tangents
+    value = _bce_value(x, t, w, mean)
+    grad_x, grad_t = _bce_grads(x, t)
+    out = jnp.zeros_like(x)
+    if not isinstance(dx, SymbolicZero):
+        out = out + grad_x * dx
+    if not isinstance(dt, SymbolicZero):
+        out = out + grad_t * dt
+    if w is not None:
+        out = out * w
+        if not isinstance(dw, SymbolicZero):
+            out = out + _bce_portable(x, t) * dw
+    return value, _bce_reduce(out, mean)
+
+
+def binary_cross_entropy(xp, x, t, weights, with_logits, reduction, out_dtype):
+    # reduction 'none': XLA fuses the portable code already
+    if not with_logits or reduction == "none" or x.dtype not in (jnp.float32, jnp.float64):
+        return NotImplemented
+    w = None if weights is None else weights.astype(x.dtype)
+    return reduce(xp, _bce(x, t, w, reduction == "mean"), "none", out_dtype)
