@@ -29,6 +29,15 @@ from typing import Any, Callable
 
 import numpy as np
 
+# Fused numba kernels when numba is installed (cosine similarity: one pass per
+# row for the dot product and both norms); ANYLOSS_NO_NUMBA=1 turns them off.
+_nb: Any = None
+if os.environ.get("ANYLOSS_NO_NUMBA", "") in ("", "0"):
+    try:
+        from . import _numba as _nb
+    except ImportError:  # numba is an optional dependency
+        _nb = None
+
 # elements per block: a few buffers of this size stay in a core's L2 cache
 BLOCK = 1 << 16
 # below this many elements a single thread does the work
@@ -345,6 +354,10 @@ def cosine_similarity_loss(xp, a, b, axis, floor, reduction, out_dtype):
     a2, b2 = _rows(a, axis), _rows(b, axis)
     if a2 is None or b2 is None:
         return NotImplemented
+    if _nb is not None and a2.dtype == b2.dtype:
+        rows_nb = _nb.cosine(a2, b2, floor)
+        if rows_nb is not None:
+            return _reduce_vector(rows_nb.reshape(a.shape[:-1]), reduction, out_dtype)
     n, c = a2.shape
     dtype = a2.dtype
     loss = np.empty(n, dtype)
