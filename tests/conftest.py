@@ -61,6 +61,23 @@ def check():
     return Checker()
 
 
+CALLS = 96  # random calls per (loss, library, dtype) test
+
+
+@pytest.fixture
+def random_calls(setting, rand, check):
+    """``random_calls(name, make)``: CALLS calls of loss ``name`` with the
+    arguments ``make(rand, lib, dtype)`` draws, each checked by ``check``."""
+
+    def run(name, make):
+        lib, dtype = setting
+        for _ in range(CALLS):
+            kwargs, mag = make(rand, lib, dtype)
+            check(name, lib, kwargs, mag)
+
+    return run
+
+
 def pytest_terminal_summary(terminalreporter):
     if not COUNTS:
         return
