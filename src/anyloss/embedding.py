@@ -58,27 +58,39 @@ def cosine_similarity_loss(
     if fast is not NotImplemented:
         return fast
 
-    # The cosine does not depend on the scales: constants for autodiff (their
-    # derivative would bring 1/scale**2, which overflows for tiny vectors).
-    scale_a = stop_gradient(xp, xp.max(xp.abs(a), axis=ax, keepdims=True))
-    scale_b = stop_gradient(xp, xp.max(xp.abs(b), axis=ax, keepdims=True))
-    ua = a / _safe_divisor(xp, scale_a)  # largest entry of magnitude 1 (or all zero)
-    ub = b / _safe_divisor(xp, scale_b)
-    dot = xp.sum(ua * ub, axis=ax)
-    norm_ua = xp.sqrt(_safe_divisor(xp, xp.sum(xp.square(ua), axis=ax)))
-    norm_ub = xp.sqrt(_safe_divisor(xp, xp.sum(xp.square(ub), axis=ax)))
-    # ||x1|| ||x2|| >= eps, compared through square roots so that the product
-    # of two huge norms cannot overflow: the cosine of the scaled vectors.
-    root_scale = xp.sqrt(xp.squeeze(scale_a, axis=ax)) * xp.sqrt(xp.squeeze(scale_b, axis=ax))
-    above = root_scale >= math.sqrt(floor) / xp.sqrt(norm_ua * norm_ub)
+    cosine, above, _, _ = scaled_cosine(xp, a, b, ax, floor)
     # Below eps the denominator is eps itself and x1 . x2 is small: divide the
     # plain dot product (which also gives the right gradient at a zero vector).
     masked = xp.expand_dims(above, axis=ax)
     a_below = xp.where(masked, xp.zeros_like(a), a)
     b_below = xp.where(masked, xp.zeros_like(b), b)
     below = xp.sum(a_below * b_below, axis=ax) / (floor if floor > 0 else 1.0)
-    loss = xp.where(above, dot / (norm_ua * norm_ub), below)
+    loss = xp.where(above, cosine, below)
     return reduce(xp, loss, reduction, out_dtype)
+
+
+def scaled_cosine(xp: Any, a: Any, b: Any, axis: int, floor: float) -> tuple[Any, Any, Any, Any]:
+    """The cosine of ``a`` and ``b`` along ``axis``, each vector scaled by its
+    largest magnitude first; whether ``||a|| ||b|| >= floor``; and the norms
+    ``||a||``, ``||b||`` (1 for a zero vector).  Nothing overflows or
+    underflows on the way."""
+    # The cosine does not depend on the scales: constants for autodiff (their
+    # derivative would bring 1/scale**2, which overflows for tiny vectors).
+    scale_a = stop_gradient(xp, xp.max(xp.abs(a), axis=axis, keepdims=True))
+    scale_b = stop_gradient(xp, xp.max(xp.abs(b), axis=axis, keepdims=True))
+    ua = a / _safe_divisor(xp, scale_a)  # largest entry of magnitude 1 (or all zero)
+    ub = b / _safe_divisor(xp, scale_b)
+    dot = xp.sum(ua * ub, axis=axis)
+    norm_ua = xp.sqrt(_safe_divisor(xp, xp.sum(xp.square(ua), axis=axis)))
+    norm_ub = xp.sqrt(_safe_divisor(xp, xp.sum(xp.square(ub), axis=axis)))
+    scale_a, scale_b = xp.squeeze(scale_a, axis=axis), xp.squeeze(scale_b, axis=axis)
+    # ||a|| ||b|| >= eps, compared through square roots so that the product
+    # of two huge norms cannot overflow.
+    root_scale = xp.sqrt(scale_a) * xp.sqrt(scale_b)
+    above = root_scale >= math.sqrt(floor) / xp.sqrt(norm_ua * norm_ub)
+    norm_a = _safe_divisor(xp, scale_a) * norm_ua
+    norm_b = _safe_divisor(xp, scale_b) * norm_ub
+    return dot / (norm_ua * norm_ub), above, norm_a, norm_b
 
 
 def _distance(xp: Any, diff: Any, p: float, eps: float, axis: int) -> Any:

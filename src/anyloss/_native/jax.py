@@ -53,29 +53,16 @@ import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
 from .._common import reduce, xlogy_like
-
-
-def _safe(x: Any) -> Any:
-    return jnp.where(x == 0, jnp.ones_like(x), x)
+from ..embedding import scaled_cosine
 
 
 def _cosine_scaled(a: Any, b: Any, axis: int, floor: float) -> tuple[Any, ...]:
-    """The portable computation (see ``embedding.cosine_similarity_loss``):
-    the loss, whether each row is above eps, and the reciprocal norms
-    (of a zero vector: 1, as the portable code's safe divisors)."""
-    scale_a = jnp.max(jnp.abs(a), axis=axis, keepdims=True)
-    scale_b = jnp.max(jnp.abs(b), axis=axis, keepdims=True)
-    ua = a / _safe(scale_a)
-    ub = b / _safe(scale_b)
-    dot = jnp.sum(ua * ub, axis=axis)
-    norm_ua = jnp.sqrt(_safe(jnp.sum(jnp.square(ua), axis=axis)))
-    norm_ub = jnp.sqrt(_safe(jnp.sum(jnp.square(ub), axis=axis)))
-    scale_a, scale_b = jnp.squeeze(scale_a, axis=axis), jnp.squeeze(scale_b, axis=axis)
-    root_scale = jnp.sqrt(scale_a) * jnp.sqrt(scale_b)
-    above = root_scale >= (floor ** 0.5) / jnp.sqrt(norm_ua * norm_ub)
+    """The portable computation (``embedding.scaled_cosine``): the loss,
+    whether each row is above eps, and the reciprocal norms (of a zero
+    vector: 1, as the portable code's safe divisors)."""
+    cosine, above, norm_a, norm_b = scaled_cosine(jnp, a, b, axis, floor)
     below = jnp.sum(a * b, axis=axis) / (floor if floor > 0 else 1.0)
-    loss = jnp.where(above, dot / (norm_ua * norm_ub), below)
-    return loss, above, 1 / (_safe(scale_a) * norm_ua), 1 / (_safe(scale_b) * norm_ub)
+    return jnp.where(above, cosine, below), above, 1 / norm_a, 1 / norm_b
 
 
 def _cosine_rows(a: Any, b: Any, axis: int, floor: float) -> tuple[Any, ...]:
