@@ -269,6 +269,9 @@ def nll_loss(
         )
     _check_class_indices(xp, func, targets, shape_of(inputs)[ax])
     out_dtype, _ = float_dtypes(xp, func, inputs=inputs)
+    fast = _native.dispatch(xp, func, inputs, targets, ax, reduction, out_dtype)
+    if fast is not NotImplemented:
+        return fast
     loss = -gather(xp, inputs, targets, ax)
     return reduce(xp, loss, reduction, out_dtype)
 
@@ -312,6 +315,9 @@ def kl_div_loss(
     out_dtype, dtype = float_dtypes(xp, func, inputs=inputs, targets=targets)
     x = astype(xp, inputs, dtype)
     t = astype(xp, targets, dtype)
+    fast = _native.dispatch(xp, func, x, t, ax, reduction, out_dtype)
+    if fast is not NotImplemented:
+        return fast
     loss = xp.sum(xlogy_like(xp, xp.exp(t), t - x), axis=ax)
     return reduce(xp, loss, reduction, out_dtype)
 
@@ -342,5 +348,9 @@ def hinge_loss(inputs: Array, targets: Array, reduction: Reduction = "none") -> 
     check_reduction(func, reduction)
     check_same_shape(func, inputs=inputs, targets=targets)
     out_dtype, dtype = float_dtypes(xp, func, inputs=inputs, targets=targets)
-    loss = at_least(xp, 1.0 - astype(xp, inputs, dtype) * astype(xp, targets, dtype), 0.0)
+    x, t = astype(xp, inputs, dtype), astype(xp, targets, dtype)
+    fast = _native.dispatch(xp, func, x, t, reduction, out_dtype)
+    if fast is not NotImplemented:
+        return fast
+    loss = at_least(xp, 1.0 - x * t, 0.0)
     return reduce(xp, loss, reduction, out_dtype)

@@ -167,6 +167,9 @@ def triplet_loss(
         func, reduction, anchors=anchors, positives=positives, negatives=negatives
     )
     ax = normalize_axis(func, axis, a.ndim)
+    fast = _native.dispatch(xp, func, a, pos, neg, ax, degree, alpha, floor, reduction, out_dtype)
+    if fast is not NotImplemented:
+        return fast
     gap = _distance(xp, a - pos, degree, floor, ax) - _distance(xp, a - neg, degree, floor, ax)
     loss = at_least(xp, gap + alpha, 0.0)
     return reduce(xp, loss, reduction, out_dtype)
@@ -209,5 +212,8 @@ def margin_ranking_loss(
     xp, out_dtype, _, (x1, x2, y) = prepare(
         func, reduction, inputs1=inputs1, inputs2=inputs2, targets=targets
     )
+    fast = _native.dispatch(xp, func, x1, x2, y, m, reduction, out_dtype)
+    if fast is not NotImplemented:
+        return fast
     loss = at_least(xp, m - y * (x1 - x2), 0.0)
     return reduce(xp, loss, reduction, out_dtype)

@@ -187,6 +187,9 @@ def log_cosh_loss(inputs: Array, targets: Array, reduction: Reduction = "none") 
         array([4.99999999e-09, 4.33780830e-01, 9.93068528e+01])
     """
     xp, out_dtype, _, (x, y) = prepare("log_cosh_loss", reduction, inputs=inputs, targets=targets)
+    fast = _native.dispatch(xp, "log_cosh_loss", x, y, reduction, out_dtype)
+    if fast is not NotImplemented:
+        return fast
     err = x - y
     abs_err = xp.abs(err)
     small = abs_err < 1.0
@@ -244,6 +247,9 @@ def gaussian_nll_loss(
         raise ValueError(
             f"{func}: vars must be >= 0, but its smallest value is {value_range(xp, vars)[0]:g}"
         )
+    fast = _native.dispatch(xp, func, x, y, v, full, floor, reduction, out_dtype)
+    if fast is not NotImplemented:
+        return fast
     v = at_least(xp, v, floor)
     residual = y - x
     # (r / 2) * (r / v) rather than r**2 / (2 v): the square alone may overflow.
