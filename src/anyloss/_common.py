@@ -301,8 +301,8 @@ def values_known(xp: Any, x: Any) -> bool:
     return is_concrete_host(xp, x) and math.prod(shape_of(x)) > 0
 
 
-def value_range(xp: Any, x: Any) -> tuple[float, float]:
-    """The smallest and largest element of a host array, as Python numbers.
+def _readable(xp: Any, x: Any) -> tuple[Any, Any]:
+    """``x`` and a namespace in which its values can be read on the host.
 
     A concrete JAX array is read through NumPy: inside a ``jax.jit`` trace
     (an array closed over by the traced function) ``jnp.min`` would return a
@@ -311,10 +311,21 @@ def value_range(xp: Any, x: Any) -> tuple[float, float]:
     if is_namespace(xp, "jax"):
         import numpy as np
 
-        x = np.asarray(x)
-        return float(np.min(x)), float(np.max(x))
+        return np, np.asarray(x)
     if is_namespace(xp, "torch"):
-        x = x.detach()  # reading values is not part of the autograd graph
+        return xp, x.detach()  # reading values is not part of the autograd graph
+    return xp, x
+
+
+def smallest(xp: Any, x: Any) -> float:
+    """The smallest element of a host array, as a Python number (one pass)."""
+    xp, x = _readable(xp, x)
+    return float(xp.min(x))
+
+
+def value_range(xp: Any, x: Any) -> tuple[float, float]:
+    """The smallest and largest element of a host array, as Python numbers."""
+    xp, x = _readable(xp, x)
     return float(xp.min(x)), float(xp.max(x))
 
 

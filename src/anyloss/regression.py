@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from . import _native
-from ._common import Reduction, at_least, at_most, check_real, prepare, reduce, value_range, values_known
+from ._common import Reduction, at_least, at_most, check_real, prepare, reduce, smallest, values_known
 
 Array = Any
 
@@ -243,10 +243,10 @@ def gaussian_nll_loss(
     func = "gaussian_nll_loss"
     floor = check_real(func, "eps", eps, low=0.0, low_inclusive=False)
     xp, out_dtype, _, (x, y, v) = prepare(func, reduction, inputs=inputs, targets=targets, vars=vars)
-    if values_known(xp, vars) and value_range(xp, vars)[0] < 0:
-        raise ValueError(
-            f"{func}: vars must be >= 0, but its smallest value is {value_range(xp, vars)[0]:g}"
-        )
+    if values_known(xp, vars):
+        least = smallest(xp, vars)
+        if least < 0:
+            raise ValueError(f"{func}: vars must be >= 0, but its smallest value is {least:g}")
     fast = _native.dispatch(xp, func, x, y, v, full, floor, reduction, out_dtype)
     if fast is not NotImplemented:
         return fast
