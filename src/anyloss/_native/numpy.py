@@ -70,8 +70,8 @@ blocks in cache): NumPy's float32 ``exp`` costs 2.4 ns and ``log`` 1.8 to
 2.7 ns, against 1.4 to 2 ns for the floor's entire kl_div or gaussian_nll
 element (CPU time of its call over all threads, same run).  kl_div is 2.7 ns
 per element, 2.4 of it ``exp``; gaussian_nll is 4.2 ns, about 2.5 of it
-``log`` and 0.5 the portable code's check that ``vars >= 0`` (a min and a
-max over the array before the fast path runs); log_cosh about 9 ns (``exp``
+``log`` and 0.5 the portable code's check that ``vars >= 0`` (then a min
+and a max over the array before the fast path ran; now the min only); log_cosh about 9 ns (``exp``
 and 30 vector operations) against the floor's 7 ns.  The elementwise losses without transcendental functions
 (hinge 1.3 ns, mse 0.8 ns) are bound by memory traffic and NumPy's per-call
 overhead; on a busy machine the two threads rarely run at once.
