@@ -37,14 +37,18 @@ def interleaved_times(
     fns: list[Callable[[], Any]], repeat: int
 ) -> list[float]:
     """Best time of each function, calling them in turn ``repeat`` times so
-    that slow drifts of the machine hit every contender alike."""
+    that slow drifts of the machine hit every contender alike.  Each round
+    starts with the next function, so that none always runs right after
+    the same other one (whose freed memory may slow the next call)."""
     for fn in fns:
         fn()
     best = [float("inf")] * len(fns)
-    for _ in range(repeat):
-        for i, fn in enumerate(fns):
+    k = len(fns)
+    for r in range(repeat):
+        for step in range(k):
+            i = (r + step) % k
             start = time.perf_counter()
-            fn()
+            fns[i]()
             best[i] = min(best[i], time.perf_counter() - start)
     return best
 
