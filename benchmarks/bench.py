@@ -289,80 +289,103 @@ NOTES = """
 The portable code (written once against the Array API standard) is the
 reference; `anyloss._native` holds fast paths that compute the same algorithm,
 with the same accuracy safeguards (tiny losses kept through `log1p`,
-0 * log 0 = 0, scaled cosine), and are tested against the portable code,
-gradients included (`tests/test_native.py`).  `with anyloss._native.portable():`
-or `ANYLOSS_PORTABLE=1` switches them off; the "portable/peer" column above is
-the portable code timed in the same run.
+0 * log 0 = 0, scaled cosine and distances), and are tested against the
+portable code, gradients included (`tests/test_native*.py`).
+`with anyloss._native.portable():` or `ANYLOSS_PORTABLE=1` switches them off;
+the "portable/peer" column above is the portable code timed in the same run.
+Every loss has a fast path on NumPy and PyTorch; the module docstrings in
+`src/anyloss/_native/` say per loss why it equals the portable code and what
+was measured.
 
 - **NumPy.** Each block of rows or elements (64 Ki elements) goes through all
   the operations of the loss while it sits in the CPU cache, on reused `out=`
   buffers, and the blocks are shared by one thread per core (NumPy releases the
   GIL).  cross_entropy keeps no logits-sized buffer at all (peak extra memory
-  above).  The bound is NumPy's float32 transcendental loops on a CPU without
-  AVX-512: `exp` costs about 2.4 ns and `log1p` about 6 ns per element (no
-  SIMD loop), against a few tenths of a nanosecond for XLA's vectorized
-  polynomials; binary_cross_entropy needs one `exp` and one `log` per
-  element (its `log1p` is `u log(1 + u) / ((1 + u) - 1)`, with the 0 / 0 of
-  tiny `u` made 1 by adding the smallest normal number to both terms, and the
-  `0 * inf` guard runs only in blocks holding an infinite logit), together
-  about 3 ns of its 5 ns per element.  A compiled kernel (numba with a SIMD math library) would move it.
+  above).  Two-branch losses (smooth_l1, log_cosh) blend both branches
+  arithmetically, each fed only arguments where it is finite, because a
+  random-mask `np.where` costs more than the whole loss; log_cosh's branches
+  are polynomials fitted with mpmath (NumPy's float32 `sinh` and `log1p` cost
+  40 and 19 ns per element).  Sums of products are fused dot products of
+  short pieces.  What bounds the rest is NumPy's float32 transcendental loops
+  on this CPU (AVX2, no AVX-512): `exp` about 2 ns and `log` 2 to 3 ns per
+  element in one thread, where the `jax.jit` floor spends 1.4 to 2 ns on a
+  whole kl_div or gaussian_nll element; binary_cross_entropy needs one `exp`
+  and one `log` per element (its `log1p` is `u log(1 + u) / ((1 + u) - 1)`,
+  the 0 / 0 of tiny `u` made 1 by adding the smallest normal number to both
+  terms), cross_entropy one `exp` per logit, kl_div one `exp`, gaussian_nll one
+  `log`.  The losses without transcendental functions (mse, l1, hinge,
+  margin_ranking) are bound by memory traffic and NumPy's per-call overhead.
+  A compiled kernel with a SIMD math library would move it: numba kernels for
+  binary_cross_entropy, cross_entropy, mse and l1 were measured and left out,
+  because this numba build has no vectorized math library (its scalar `exp`
+  and `log1p` made binary_cross_entropy 560 ms against 108 ms).
 - **PyTorch.** Without autograd, the NumPy fast paths run on zero-copy views
-  of the CPU tensors.  Every fresh array-sized PyTorch CPU tensor pays its page
-  faults (here `torch.abs` of 2^24 floats takes 68 ms against 20 ms for
-  `np.abs`), so the portable code's temporaries, not its arithmetic, dominate.
-  With autograd, `mse_loss`, `l1_loss` and `huber_loss` call
-  `torch.nn.functional` (same formulas), and cross_entropy with class indices is
-  an autograd function (forward: the NumPy path; backward: `softmax - one_hot`
-  in differentiable torch operations); so is cosine_similarity_loss (backward
-  `(b / |b| - cos a / |a|) / |a|`, or `b / eps` below eps) wherever no vector
-  needs the scaling.  binary_cross_entropy with autograd is one too (it cannot
-  call `F.binary_cross_entropy_with_logits`, which computes
+  of the CPU tensors (log_cosh and gaussian_nll: the portable terms in torch
+  operations a block at a time, whose vectorized `sinh`/`log1p`/`log` beat
+  NumPy's).  Every fresh array-sized PyTorch CPU tensor pays its page faults
+  (here `torch.abs` of 2^24 floats takes 68 ms against 20 ms for `np.abs`), so
+  the portable code's temporaries, not its arithmetic, dominate.  With
+  autograd, mse, l1, huber, smooth_l1 (where beta is a power of two >= 1, so
+  that its rounding is ours) and nll_loss call `torch.nn.functional`; the
+  other losses are autograd functions whose forward is the blocked fast path
+  (reduced inside, no loss-sized tensor) and whose backward is the portable
+  code's derivative formulas, a block at a time (double backward: the same
+  formulas, differentiable).  binary_cross_entropy cannot use
+  `F.binary_cross_entropy_with_logits`, which computes
   `(1 - t) x - logsigmoid(x)` and rounds the tiny loss of a confident negative
-  logit to 0): the forward is the NumPy path (probabilities: the portable
-  formula a block at a time), the backward the portable code's own derivative
-  formulas evaluated a block at a time into the gradient's buffer, so the
-  gradients are the portable ones, infinite logits and p = 0 or 1 included
-  (double backward: the same formulas, differentiable).  Under `torch.compile`
-  and `torch.func` the portable code runs.
-- **Cosine similarity (NumPy, PyTorch, JAX).** The dot product and both
-  squared norms are first computed unscaled (NumPy: fused dot products of
-  128-element chunks, added pairwise); where every squared norm is finite and
-  at least `n` times the smallest normal number, these are as accurate as the
-  scaled ones and give the result, otherwise the scaled portable computation
-  runs (JAX: `jax.lax.cond`, with a `custom_jvp` whose tangent is one
-  elementwise pass; NumPy: per block of rows).  With numba installed
+  logit to 0; its backward (the portable composition, about 12 operations per
+  block against the peer's fused `sigmoid(x) - t`) keeps its forward+backward
+  above the peer's.  nll_loss's forward is `F.nll_loss` itself; the ratio is
+  the per-call argument checks (a fraction of a millisecond).  Under
+  `torch.compile` and `torch.func` the portable code runs.
+- **Cosine similarity and triplet distances (NumPy, PyTorch, JAX).** The dot
+  product and squared norms (or squared distances) are first computed
+  unscaled; where every one is finite and at least `n` times the smallest
+  normal number, they are as accurate as the scaled ones and give the result,
+  otherwise the scaled portable computation runs (JAX: `jax.lax.cond`, with a
+  `custom_jvp`; NumPy and PyTorch: per block of rows).  With numba installed
   (`anyloss[fast]`) NumPy's cosine is one fused parallel pass per row with
-  float64 sums.  numba kernels for the other losses were measured and left
-  out: this numba build has no vectorized math library, so its scalar `exp`
-  and `log1p` made binary_cross_entropy (560 ms against 108 ms) and
-  cross_entropy slower than the NumPy kernels, and mse/l1 were no faster.
-- **JAX.** Under `jax.jit` XLA fuses the portable code; cosine_similarity_loss
-  (above) and cross_entropy have fast paths.  The tiny-loss safeguard of
-  cross_entropy leaves the maximum's term out of `sum(exp(x - max))`, and that
-  masked sum stops XLA's CPU backend from vectorizing the reduction (0.42 s
-  plain against 1.3 s masked on 4096 x 32768 logits).  The fast path computes
-  the plain sum `s`; where every row has `s >= 2` (no class above probability
-  1/2) `log(s)` is as accurate as the masked form, and only otherwise does a
-  `jax.lax.cond` run the masked sum.  A `custom_jvp` gives the gradient as
-  `exp(z) / s`, so `jax.grad` never differentiates through the `cond`.  A batch
-  of confident rows (a trained classifier) still pays for the masked sum.
-  XLA's CPU backend fuses a reduction only with the operations its fused
-  reduction kernel supports; compares, selects and clamps run as separate
-  passes that write logits-sized arrays.  binary_cross_entropy with logits
-  (`mean`/`sum`) therefore sums `(max(sign(x), 0) - t) x + log1p(exp(-|x|))`
-  in one pass, the portable terms exactly; only when that sum is nan (an
-  infinite logit with its matching target, or a nan) does a `jax.lax.cond`
-  recompute it with `0 * inf = 0`, again without compares.  A `custom_jvp`
-  gives the portable gradients.
-- **MLX.** binary_cross_entropy with logits runs the portable formula as one
-  cached `mx.compile(shapeless=True)` kernel inside an `mx.custom_function`
-  whose gradients are compiled kernels too.  MLX's compiled CPU kernels
-  evaluate `exp` and `log1p` per element without the eager kernels'
-  vectorization, and `mlx.nn.losses` computes `logaddexp(0, x) - x t`, which
-  rounds tiny losses to 0 and has no infinity safeguard.  `mx.logsumexp`
-  likewise rounds a cross_entropy loss below about 6e-8 to 0, so it is not
-  equal; cross_entropy and cosine_similarity_loss run the portable code, each
-  of its operations a pass over memory.
+  float64 sums.
+- **JAX.** Under `jax.jit` XLA fuses the portable code, but its CPU backend
+  fuses a reduction only with the operations its reduction kernels accept
+  (arithmetic, `exp`/`log`/`log1p`/`expm1`/`sqrt`, `abs`, `sign`, `max`/`min`,
+  division); a compare, select or clip in front of a reduction writes its
+  input out as a full-size temporary and costs a second pass.  Each fast path
+  is therefore a select-free form in one fused pass, a check on its small
+  result, and otherwise the portable computation through `jax.lax.cond`, in
+  blocks so that the fallback reserves a fraction of a MiB (XLA's
+  `memory_analysis()` counts the branch's temporaries even when it does not
+  run); a `custom_jvp` gives the portable derivatives.  cross_entropy: the
+  plain `s = sum(exp(x - max))`, whose `log(s)` is as accurate as the masked
+  `log1p` wherever every row has `s >= 2` (no class above probability 1/2);
+  a batch with a confident row takes the masked branch (`exp(z) sign(-z)`, no
+  select): three passes over the logits against the peer's two.
+  binary_cross_entropy sums `(max(sign(x), 0) - t) x + log1p(exp(-|x|))`,
+  kl_div the plain `exp(t)(t - x)` (both differ from the portable value only
+  where the sum is nan, which sends the call to the guarded form), log_cosh
+  one formula `log1p(u^2 / (2 (1 + u)))` with `u = expm1(min(|a|, 20))` (plus
+  `|a| - 20` beyond), cosine and triplet (p = 2) the unscaled sums.  XLA flushes
+  subnormal results to zero, so the unscaled sums count as exact only from
+  `n * tiny / eps` up.
+- **MLX.** Each fast path is the portable algorithm as fused `mx.compile`
+  kernels (traced per shape: a shapeless trace broadcasts every operand, and
+  the broadcasts count towards the depth at which MLX stops fusing) inside an
+  `mx.custom_function` whose VJP gives the portable derivatives.  On this CPU
+  build `mx.exp` and `mx.log1p` cost about 300 ms per 2^24 float32 elements,
+  `mx.log` and `mx.power` 100 to 150 ms, so `exp` is computed as the same
+  power of two through `mx.power` (within 1 ulp of `mx.exp`) and `log1p` as a
+  corrected `log(1 + w)`.  cross_entropy sums `exp(x - max)` with the first
+  maximum's term set to 0, the portable `log1p` of the rest with no
+  data-dependent branch (`mx.logsumexp` rounds a loss below about 6e-8 to 0).
+  What bounds forward+backward: compiled kernels called from a custom VJP
+  while `mx.grad` traces are not fused (a 6-operation kernel: 65 ms called
+  directly, 165 to 195 ms as a VJP), so each VJP costs a pass per operation,
+  like the peer's autodiff, whose formulas are shorter (no safeguards).
+  cosine_similarity_loss runs the portable code: the unscaled statistics
+  could only be chosen by reading values (an eval, a device sync on a GPU,
+  which anyloss never forces), and both forms that avoid the choice cost more
+  than the peer alone (float64 statistics 0.48 s, the scaled form in its
+  fewest passes about 0.46 s, the peer 0.26 s, 16384 x 1024 float32).
 """
 
 
