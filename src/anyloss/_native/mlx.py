@@ -157,22 +157,25 @@ def _bce_grad_t(x: Any, t: Any, g: Any) -> Any:
     return g * -mx.where((c == 0) & ~mx.isfinite(x), 0.0, x)
 
 
-# Separate kernels, so that a gradient nobody asks for is never computed
-# (MLX evaluates lazily).
-_bce_value_kernel = _kernel(_bce_value)
-_bce_grad_x_kernel = _kernel(_bce_grad_x)
-_bce_grad_t_kernel = _kernel(_bce_grad_t)
+def _two_argument_function(value: Any, grad_x: Any, grad_t: Any) -> Any:
+    """``value(x, t)`` as a custom function whose VJP is ``grad_x(x, t, g)``
+    and ``grad_t(x, t, g)``, each its own compiled kernel, so that a
+    gradient nobody asks for is never computed (MLX evaluates lazily)."""
+    value_kernel, grad_x_kernel, grad_t_kernel = _kernel(value), _kernel(grad_x), _kernel(grad_t)
+
+    @mx.custom_function
+    def function(x: Any, t: Any) -> Any:
+        return value_kernel(x, t)
+
+    @function.vjp
+    def function_vjp(primals: Any, cotangent: Any, output: Any) -> tuple[Any, Any]:
+        x, t = primals
+        return grad_x_kernel(x, t, cotangent), grad_t_kernel(x, t, cotangent)
+
+    return function
 
 
-@mx.custom_function
-def _bce(x: Any, t: Any) -> Any:
-    return _bce_value_kernel(x, t)
-
-
-@_bce.vjp
-def _bce_vjp(primals: Any, cotangent: Any, output: Any) -> tuple[Any, Any]:
-    x, t = primals
-    return _bce_grad_x_kernel(x, t, cotangent), _bce_grad_t_kernel(x, t, cotangent)
+_bce = _two_argument_function(_bce_value, _bce_grad_x, _bce_grad_t)
 
 
 def binary_cross_entropy(xp, x, t, weights, with_logits, reduction, out_dtype):
@@ -435,20 +438,7 @@ def _kl_grad_t(x: Any, t: Any, g: Any) -> Any:
     return g * p + (g * mx.where((p == 0) & ~mx.isfinite(d), 0.0, d)) * p
 
 
-_kl_terms_kernel = _kernel(_kl_terms)
-_kl_grad_x_kernel = _kernel(_kl_grad_x)
-_kl_grad_t_kernel = _kernel(_kl_grad_t)
-
-
-@mx.custom_function
-def _kl(x: Any, t: Any) -> Any:
-    return _kl_terms_kernel(x, t)
-
-
-@_kl.vjp
-def _kl_vjp(primals: Any, cotangent: Any, output: Any) -> tuple[Any, Any]:
-    x, t = primals
-    return _kl_grad_x_kernel(x, t, cotangent), _kl_grad_t_kernel(x, t, cotangent)
+_kl = _two_argument_function(_kl_terms, _kl_grad_x, _kl_grad_t)
 
 
 def kl_div_loss(xp, x, t, axis, reduction, out_dtype):
