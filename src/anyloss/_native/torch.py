@@ -102,6 +102,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._common import reduce
 from . import numpy as _np
 
 _NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
@@ -150,24 +151,25 @@ def _viewable(t: Any) -> bool:
 def _via_numpy(func: Any, tensors: tuple[Any, ...], out_dtype: Any, *params: Any) -> Any:
     """Run the NumPy fast path ``func`` on views of ``tensors``; NotImplemented
     when it does not apply."""
-    dtype = _numpy_out(out_dtype)
-    if func is None or dtype is None or not all(_viewable(t) for t in tensors):
-        return NotImplemented
-    if any(t is not None and t.is_floating_point() and t.dtype not in _NUMPY_DTYPES for t in tensors):
-        return NotImplemented  # bfloat16 weights, say: NumPy has no such dtype
-    result = func(np, *(_as_numpy(t) for t in tensors), *params, dtype)
-    return _numpy_result(result, out_dtype)
+    return _numpy_call(func, out_dtype, *tensors, *params)
 
 
 def _call_numpy(name: str, out_dtype: Any, *args: Any) -> Any:
     """``anyloss._native.numpy.<name>(np, *args, out_dtype)`` with the tensors
     among ``args`` passed as zero-copy NumPy views; NotImplemented when that
     fast path is missing or declines."""
-    func = getattr(_np, name, None)
+    return _numpy_call(getattr(_np, name, None), out_dtype, *args)
+
+
+def _numpy_call(func: Any, out_dtype: Any, *args: Any) -> Any:
+    """``func(np, *args, dtype)`` with the tensors among ``args`` (None
+    allowed) as zero-copy NumPy views, the result as a tensor in
+    ``out_dtype``; NotImplemented when ``func`` is None, a tensor cannot be
+    viewed (bfloat16, say: NumPy has no such dtype) or ``func`` declines."""
     dtype = _numpy_out(out_dtype)
     if func is None or dtype is None or not all(_viewable(a) for a in args):
         return NotImplemented
-    if any(isinstance(a, torch.Tensor) and a.dtype not in _NUMPY_DTYPES and a.is_floating_point() for a in args):
+    if any(isinstance(a, torch.Tensor) and a.is_floating_point() and a.dtype not in _NUMPY_DTYPES for a in args):
         return NotImplemented
     views = [_as_numpy(a) if isinstance(a, torch.Tensor) else a for a in args]
     return _numpy_result(func(np, *views, dtype), out_dtype)
@@ -213,13 +215,7 @@ _BLOCK = 1 << 15
 
 def _blocked(task: Any, n: int) -> None:
     """``task(start, stop)`` over ``range(n)`` a block at a time, on threads."""
-
-    def piece(start: int, stop: int) -> None:
-        with torch.no_grad():
-            for i in range(start, stop, _BLOCK):
-                task(i, min(i + _BLOCK, stop))
-
-    _np._spread(piece, n, 1)
+    _blocked_rows(task, n, 1)
 
 
 def _bce_terms(x, t):
@@ -814,15 +810,6 @@ def _blocked_rows(task: Any, rows: int, length: int) -> None:
     _np._spread(piece, rows, length)
 
 
-def _reduce_rows(loss: Any, reduction: str) -> Any:
-    """The portable reduction of a (small) unreduced loss."""
-    if reduction == "mean":
-        return torch.mean(loss)
-    if reduction == "sum":
-        return torch.sum(loss)
-    return loss
-
-
 def _kl_y(p, x, t, exact):
     """``t - x`` with 0 where ``p == 0`` meets a non-finite difference (the
     portable ``xlogy_like``); ``exact=False`` skips the mask for a block
@@ -909,7 +896,7 @@ def kl_div_loss(xp, x, t, axis, reduction, out_dtype):
         return NotImplemented
     c = x.shape[-1]
     loss = _KLDiv.apply(x.reshape(-1, c), t.reshape(-1, c)).reshape(x.shape[:-1])
-    return _finish(_reduce_rows(loss, reduction), out_dtype)
+    return reduce(xp, loss, reduction, out_dtype)
 
 
 # ------------------------------------------------------------------ triplet
@@ -1012,8 +999,7 @@ def triplet_loss(xp, a, pos, neg, axis, degree, alpha, floor, reduction, out_dty
     else:
         dp, dn = distances
         loss = (dp - dn + alpha).clamp(min=0.0)
-    loss = _reduce_rows(loss.reshape(a.shape[:-1]), reduction)
-    return _finish(loss, out_dtype)
+    return reduce(xp, loss.reshape(a.shape[:-1]), reduction, out_dtype)
 
 
 # ------------------------------------------------------------------ nll
