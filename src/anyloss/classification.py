@@ -137,9 +137,23 @@ def cross_entropy(
         score = xp.sum(xlogy_like(xp, astype(xp, targets, dtype), x), axis=ax)
     else:
         score = gather(xp, x, targets, ax)
+    # The mean as a sum of x / n: the sum of x itself may overflow.
+    mean = xp.sum(x * (1.0 / x.shape[ax]), axis=ax) if smoothing > 0 else None
+    return cross_entropy_from_parts(
+        xp, logsumexp, score, mean, smoothing, weights, reduction, out_dtype, dtype
+    )
+
+
+def cross_entropy_from_parts(
+    xp: Any, logsumexp: Any, score: Any, mean: Any, smoothing: float, weights: Any,
+    reduction: str, out_dtype: Any, dtype: Any,
+) -> Any:
+    """The cross entropy from its per-row parts, all taken from the shifted
+    logits ``z = x - max``: ``log(sum(exp(z)))``, the target's ``z`` (or the
+    targets' weighted sum of ``z``) and, with label smoothing, the mean of
+    ``z``; then weighted and reduced.  Shared by the portable code and the
+    fast paths that compute the parts another way."""
     if smoothing > 0:
-        # The mean as a sum of x / n: the sum of x itself may overflow.
-        mean = xp.sum(x * (1.0 / x.shape[ax]), axis=ax)
         loss = logsumexp - (1.0 - smoothing) * score - smoothing * mean
     else:
         loss = logsumexp - score

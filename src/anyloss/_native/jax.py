@@ -129,6 +129,7 @@ import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
 from .._common import reduce, xlogy_like
+from ..classification import cross_entropy_from_parts
 from ..embedding import scaled_cosine
 
 # Elements per block of a blocked fallback (see ``_blocked``).
@@ -321,14 +322,8 @@ def cross_entropy(xp, logits, targets, weights, axis, smoothing, probabilities, 
         # x_y - m: the same rounding as picking from x - m, without forming it
         picked = jnp.take_along_axis(x, jnp.expand_dims(targets, axis), axis=axis)
         score = jnp.squeeze(picked - m, axis=axis)
-    if smoothing > 0:
-        mean = jnp.sum((x - m) * (1.0 / x.shape[axis]), axis=axis)
-        loss = logsumexp - (1.0 - smoothing) * score - smoothing * mean
-    else:
-        loss = logsumexp - score
-    if weights is not None:
-        loss = loss * weights.astype(dtype)
-    return reduce(xp, loss, reduction, out_dtype)
+    mean = jnp.sum((x - m) * (1.0 / x.shape[axis]), axis=axis) if smoothing > 0 else None
+    return cross_entropy_from_parts(xp, logsumexp, score, mean, smoothing, weights, reduction, out_dtype, dtype)
 
 
 def _bce_portable(x: Any, t: Any) -> Any:

@@ -84,6 +84,7 @@ from typing import Any
 import mlx.core as mx
 
 from .._common import reduce, xlogy_like
+from ..classification import cross_entropy_from_parts
 
 _LOG2 = math.log(2.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -251,14 +252,8 @@ def cross_entropy(xp, logits, targets, weights, axis, smoothing, probabilities, 
     else:
         picked = mx.take_along_axis(x, mx.expand_dims(targets, axis), axis=axis)
         score = mx.squeeze(picked - m, axis=axis)
-    if smoothing > 0:
-        mean = mx.sum(z * (1.0 / n), axis=axis)
-        loss = logsumexp - (1.0 - smoothing) * score - smoothing * mean
-    else:
-        loss = logsumexp - score
-    if weights is not None:
-        loss = loss * weights.astype(dtype)
-    return reduce(xp, loss, reduction, out_dtype)
+    mean = mx.sum(z * (1.0 / n), axis=axis) if smoothing > 0 else None
+    return cross_entropy_from_parts(xp, logsumexp, score, mean, smoothing, weights, reduction, out_dtype, dtype)
 
 
 # ----------------------------------------------------------------- elementwise losses
