@@ -148,12 +148,6 @@ def _viewable(t: Any) -> bool:
     return t is None or not isinstance(t, torch.Tensor) or not (t.is_conj() or t.is_neg())
 
 
-def _via_numpy(func: Any, tensors: tuple[Any, ...], out_dtype: Any, *params: Any) -> Any:
-    """Run the NumPy fast path ``func`` on views of ``tensors``; NotImplemented
-    when it does not apply."""
-    return _numpy_call(func, out_dtype, *tensors, *params)
-
-
 def _call_numpy(name: str, out_dtype: Any, *args: Any) -> Any:
     """``anyloss._native.numpy.<name>(np, *args, out_dtype)`` with the tensors
     among ``args`` passed as zero-copy NumPy views; NotImplemented when that
@@ -186,7 +180,7 @@ def mse_loss(xp, x, y, reduction, out_dtype):
     if not _plain(x, y):
         return NotImplemented
     if not _needs_grad(x, y):
-        return _via_numpy(_np.mse_loss, (x, y), out_dtype, reduction)
+        return _call_numpy("mse_loss", out_dtype, x, y, reduction)
     return _finish(F.mse_loss(x, y, reduction=reduction), out_dtype)
 
 
@@ -194,7 +188,7 @@ def l1_loss(xp, x, y, reduction, out_dtype):
     if not _plain(x, y):
         return NotImplemented
     if not _needs_grad(x, y):
-        return _via_numpy(_np.l1_loss, (x, y), out_dtype, reduction)
+        return _call_numpy("l1_loss", out_dtype, x, y, reduction)
     return _finish(F.l1_loss(x, y, reduction=reduction), out_dtype)
 
 
@@ -202,7 +196,7 @@ def huber_loss(xp, x, y, delta, reduction, out_dtype):
     if not _plain(x, y):
         return NotImplemented
     if not _needs_grad(x, y):
-        return _via_numpy(lambda m, a, b, r, o: _np.huber_loss(m, a, b, delta, r, o), (x, y), out_dtype, reduction)
+        return _call_numpy("huber_loss", out_dtype, x, y, delta, reduction)
     if not 0.5 * delta * delta < torch.finfo(x.dtype).max:
         return NotImplemented
     return _finish(F.huber_loss(x, y, reduction=reduction, delta=delta), out_dtype)
@@ -363,10 +357,7 @@ def binary_cross_entropy(xp, x, t, weights, with_logits, reduction, out_dtype):
     if not _plain(x, t, weights):
         return NotImplemented
     if not _needs_grad(x, t, weights):
-        return _via_numpy(
-            lambda m, a, b, w, r, o: _np.binary_cross_entropy(m, a, b, w, with_logits, r, o),
-            (x, t, weights), out_dtype, reduction,
-        )
+        return _call_numpy("binary_cross_entropy", out_dtype, x, t, weights, with_logits, reduction)
     if weights is not None and weights.requires_grad:
         return NotImplemented
     if x.dtype not in (torch.float32, torch.float64) or x.numel() == 0 or t.dtype != x.dtype:
@@ -425,16 +416,8 @@ def cosine_similarity_loss(xp, a, b, axis, floor, reduction, out_dtype):
             return NotImplemented  # huge, tiny or zero vectors: the scaled portable code
         shape = a.shape[:-1]
         stats = [torch.from_numpy(v).reshape(shape) for v in rows]
-        loss = _Cosine.apply(a, b, *stats, floor)
-        if reduction == "mean":
-            loss = torch.mean(loss)
-        elif reduction == "sum":
-            loss = torch.sum(loss)
-        return _finish(loss, out_dtype)
-    return _via_numpy(
-        lambda m, u, v, r, o: _np.cosine_similarity_loss(m, u, v, axis, floor, r, o),
-        (a, b), out_dtype, reduction,
-    )
+        return reduce(xp, _Cosine.apply(a, b, *stats, floor), reduction, out_dtype)
+    return _call_numpy("cosine_similarity_loss", out_dtype, a, b, axis, floor, reduction)
 
 
 # ------------------------------------------------------------------ cross entropy
@@ -480,20 +463,16 @@ def cross_entropy(xp, logits, targets, weights, axis, smoothing, probabilities, 
     if logits.dtype != dtype or not logits.is_contiguous() or logits.numel() == 0:
         return NotImplemented
     if not _needs_grad(logits, weights):
-        return _via_numpy(
+        return _numpy_call(
             lambda m, x, y, w, r, o: _np.cross_entropy(m, x, y, w, axis, smoothing, False, r, o, _NUMPY_DTYPES[dtype]),
-            (logits, targets, None if weights is None else weights.to(dtype)), out_dtype, reduction,
+            out_dtype, logits, targets, None if weights is None else weights.to(dtype), reduction,
         )
     if axis != logits.ndim - 1 or (weights is not None and weights.requires_grad):
         return NotImplemented
     loss = _CrossEntropy.apply(logits, targets, smoothing)
     if weights is not None:
         loss = loss * weights.to(dtype)
-    if reduction == "mean":
-        loss = torch.mean(loss)
-    elif reduction == "sum":
-        loss = torch.sum(loss)
-    return _finish(loss, out_dtype)
+    return reduce(xp, loss, reduction, out_dtype)
 
 
 # ------------------------------------------------------------------ smooth L1
