@@ -24,6 +24,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax ships with the docs: formulas render without network
     "matplotlib.sphinxext.plot_directive",
     "myst_parser",
 ]
@@ -39,6 +40,9 @@ napoleon_use_rtype = False
 autodoc_typehints = "none"  # the docstrings give the types; the hints are all "Any"
 autodoc_member_order = "bysource"
 add_module_names = False
+
+# MathJax 3, from the sphinx-mathjax-offline package, copied into _static/mathjax.
+mathjax_path = "mathjax/tex-chtml.js"
 
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3

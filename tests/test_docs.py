@@ -1,12 +1,20 @@
-"""The documentation's examples run and print what the pages say; every loss has its page."""
+"""The documentation's examples run and print what the pages say; every loss has its page;
+the built pages render their formulas offline."""
 
 from __future__ import annotations
 
 import ast
 import doctest
-import pathlib
+import html
 import inspect
+import json
+import os
+import pathlib
 import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
 
 import pytest
 
@@ -71,3 +79,165 @@ def test_every_docstring_states_its_defaults(name):
             stated = re.search(r"Default: ``(.+?)``", entries[param.name])
             assert stated, f"{name}: {param.name} does not state its default"
             assert ast.literal_eval(stated.group(1)) == param.default, (name, param.name, stated.group(1))
+
+
+# ----------------------------------------------------------------------- the built site
+#
+# The pages as a reader gets them: built as CI builds them (warnings are errors), then
+# opened in headless Chromium, with no network.  ANYLOSS_DOCS_HTML names an existing build
+# to check instead (CI builds the docs once, before the tests).
+
+HTML_PAGES_SKIPPED = ("genindex.html", "search.html", "py-modindex.html")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> pathlib.Path:
+    prebuilt = os.environ.get("ANYLOSS_DOCS_HTML")
+    if prebuilt:
+        return pathlib.Path(prebuilt).resolve()
+    out = tmp_path_factory.mktemp("html")
+    command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", str(DOCS), str(out)]
+    build = subprocess.run(command, capture_output=True, text=True, timeout=1200)
+    assert build.returncode == 0, f"the docs do not build:\n{build.stderr[-4000:]}"
+    return out
+
+
+def _pages(site: pathlib.Path) -> list[str]:
+    return sorted(
+        str(p.relative_to(site))
+        for p in site.rglob("*.html")
+        if p.name not in HTML_PAGES_SKIPPED and "_modules" not in p.parts and "_static" not in p.parts
+    )
+
+
+class _Resources(HTMLParser):
+    """The scripts, stylesheets and images a page loads, by URL."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.scripts: list[str] = []
+        self.loaded: list[str] = []
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "script" and attrs.get("src"):
+            self.scripts.append(attrs["src"])
+            self.loaded.append(attrs["src"])
+        elif tag == "link" and "stylesheet" in (attrs.get("rel") or "") and attrs.get("href"):
+            self.loaded.append(attrs["href"])
+        elif tag == "img" and attrs.get("src"):
+            self.loaded.append(attrs["src"])
+
+
+def test_math_is_rendered_by_a_mathjax_that_ships_with_the_docs(site):
+    with_math = 0
+    for page in _pages(site):
+        text = (site / page).read_text(encoding="utf-8")
+        if 'class="math' not in text:
+            continue
+        with_math += 1
+        scripts = [s for s in _Resources(text).scripts if "mathjax" in s.lower()]
+        assert len(scripts) == 1, f"{page} loads MathJax {len(scripts)} times: {scripts}"
+        assert "//" not in scripts[0], f"{page} loads MathJax from {scripts[0]}"
+        assert ((site / page).parent / scripts[0].split("?")[0]).is_file(), f"{page}: {scripts[0]} is missing"
+    assert with_math >= len(anyloss.__all__)  # every loss page has its formula
+    fonts = site / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2"
+    assert (fonts / "MathJax_Main-Regular.woff").is_file(), "MathJax's fonts are not in the build"
+
+
+def test_no_page_loads_anything_from_the_network(site):
+    """Links may point anywhere; what a page loads to show itself ships with the docs."""
+    for page in _pages(site):
+        loaded = _Resources((site / page).read_text(encoding="utf-8")).loaded
+        remote = [url for url in loaded if re.match(r"([a-z]+:)?//", url)]
+        assert not remote, f"{page} needs the network for {remote}"
+
+
+# A page that opens every page of the site in a 1280 px wide frame, one after the other,
+# waits for MathJax, and writes what it measured into its own DOM for --dump-dom.
+_PROBE = r"""<!doctype html><html><body><script>
+var pages = __PAGES__, width = __WIDTH__, results = {};
+function measure(win) {
+  var doc = win.document, out = {cut_off: [], raw_tex: []};
+  doc.querySelectorAll(".table-wrapper, div.highlight pre, dl.py > dt, mjx-container[display]")
+    .forEach(function (el) {
+      if (el.scrollWidth > el.clientWidth + 1) {
+        out.cut_off.push(el.tagName.toLowerCase() + ", " + el.scrollWidth + " px in " + el.clientWidth
+                         + " px: " + el.textContent.trim().slice(0, 50));
+      }
+    });
+  out.page_too_wide = doc.documentElement.scrollWidth > win.innerWidth;
+  out.formulas = doc.querySelectorAll("span.math, div.math").length;
+  out.typeset = doc.querySelectorAll("mjx-container").length;
+  out.tex_errors = doc.querySelectorAll("mjx-merror").length;
+  var walker = doc.createTreeWalker(doc.querySelector("article") || doc.body, win.NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    var node = walker.currentNode;
+    if (node.parentElement.closest("pre, code, script, style, mjx-assistive-mml")) continue;
+    if (/\\\(|\\\[|\$\$/.test(node.textContent)) out.raw_tex.push(node.textContent.trim().slice(0, 60));
+  }
+  return out;
+}
+function probe(page) {
+  return new Promise(function (resolve) {
+    var frame = document.createElement("iframe");
+    frame.style.width = width + "px";
+    frame.style.height = "900px";
+    frame.onload = function () {
+      var win = frame.contentWindow;
+      var done = function () {
+        setTimeout(function () { resolve(measure(win)); frame.remove(); }, 50);
+      };
+      var mathjax = win.MathJax;
+      if (mathjax && mathjax.startup && mathjax.startup.promise) mathjax.startup.promise.then(done, done);
+      else done();
+    };
+    frame.src = page;
+    document.body.appendChild(frame);
+  });
+}
+(async function () {
+  for (var i = 0; i < pages.length; i++) results[pages[i]] = await probe(pages[i]);
+  var pre = document.createElement("pre");
+  pre.id = "results";
+  pre.textContent = JSON.stringify(results);
+  document.body.appendChild(pre);
+})();
+</script></body></html>
+"""
+
+
+@pytest.fixture(scope="module")
+def in_browser(site, tmp_path_factory) -> dict:
+    """What headless Chromium shows of every page, 1280 px wide, by page."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI checks the docs in Chromium: install it (apt-get install chromium)")
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    work = tmp_path_factory.mktemp("chromium")
+    pages = _pages(site)
+    probe = work / "probe.html"
+    uris = [(site / p).as_uri() for p in pages]
+    probe.write_text(_PROBE.replace("__PAGES__", json.dumps(uris)).replace("__WIDTH__", "1280"), encoding="utf-8")
+    command = [
+        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--no-first-run", "--allow-file-access-from-files", f"--user-data-dir={work / 'profile'}",
+        "--window-size=1400,1000", "--virtual-time-budget=300000", "--dump-dom", probe.as_uri(),
+    ]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    found = re.search(r'<pre id="results">(.*?)</pre>', run.stdout, re.DOTALL)
+    assert found, f"Chromium did not finish the pages:\n{run.stderr[-3000:]}"
+    results = json.loads(html.unescape(found.group(1)))
+    return {page: results[uri] for page, uri in zip(pages, uris)}
+
+
+def test_every_formula_is_typeset(in_browser):
+    """No formula is left as TeX source, and MathJax understood every one."""
+    for page, seen in in_browser.items():
+        assert not seen["raw_tex"], f"{page} shows TeX source: {seen['raw_tex']}"
+        assert seen["typeset"] == seen["formulas"], f"{page}: {seen['typeset']} of {seen['formulas']} typeset"
+        assert seen["tex_errors"] == 0, f"{page}: MathJax could not read {seen['tex_errors']} formulas"
+    assert sum(seen["typeset"] for seen in in_browser.values()) > 50
