@@ -25,6 +25,7 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
     "sphinx-mathjax-offline",  # MathJax ships with the docs: formulas render without network
+    "sphinx.ext.viewcode",
     "matplotlib.sphinxext.plot_directive",
     "myst_parser",
 ]
@@ -37,7 +38,11 @@ root_doc = "index"
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
-autodoc_typehints = "none"  # the docstrings give the types; the hints are all "Any"
+# Type hints in the signatures, by the names the code gives them: ``Array`` (an array
+# of any library) and ``Reduction`` ('none', 'mean' or 'sum'), both described on the
+# losses' index page, rather than what they stand for (``Any``, a ``Literal``).
+autodoc_typehints = "signature"
+autodoc_type_aliases = {"Array": "Array", "Reduction": "Reduction"}
 autodoc_member_order = "bysource"
 add_module_names = False
 
