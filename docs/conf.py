@@ -64,6 +64,7 @@ plot_rcparams = {"figure.autolayout": False}
 html_theme = "furo"
 html_title = f"anyloss {release}"
 html_static_path = ["_static"]
+html_css_files = ["anyloss.css"]
 html_theme_options = {"navigation_with_keys": True}
 pygments_style = "sphinx"
 pygments_dark_style = "monokai"

@@ -1,5 +1,5 @@
 """The documentation's examples run and print what the pages say; every loss has its page;
-the built pages render their formulas offline."""
+the built pages render their formulas offline and fit a 1280 px window."""
 
 from __future__ import annotations
 
@@ -79,6 +79,25 @@ def test_every_docstring_states_its_defaults(name):
             stated = re.search(r"Default: ``(.+?)``", entries[param.name])
             assert stated, f"{name}: {param.name} does not state its default"
             assert ast.literal_eval(stated.group(1)) == param.default, (name, param.name, stated.group(1))
+
+
+def _tables(text: str):
+    """The markdown tables of a page: lists of consecutive lines that start with ``|``."""
+    table: list[str] = []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            table.append(line)
+        elif table:
+            yield table
+            table = []
+
+
+@pytest.mark.parametrize("page", sorted(str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md") if "_build" not in p.parts))
+def test_tables_have_the_same_cells_in_every_row(page):
+    """A ``|`` in a cell, even inside backticks, starts a new cell unless escaped as ``\\|``."""
+    for table in _tables((DOCS / page).read_text(encoding="utf-8")):
+        cells = [len(re.findall(r"(?<!\\)\|", row)) for row in table]
+        assert set(cells) == {cells[0]}, f"{page}: a row of the table starting {table[0]!r} has a stray |"
 
 
 # ----------------------------------------------------------------------- the built site
@@ -241,3 +260,10 @@ def test_every_formula_is_typeset(in_browser):
         assert seen["typeset"] == seen["formulas"], f"{page}: {seen['typeset']} of {seen['formulas']} typeset"
         assert seen["tex_errors"] == 0, f"{page}: MathJax could not read {seen['tex_errors']} formulas"
     assert sum(seen["typeset"] for seen in in_browser.values()) > 50
+
+
+def test_nothing_is_cut_off_at_1280_px(in_browser):
+    """Tables, code and signatures fit the text column of a 1280 px window."""
+    for page, seen in in_browser.items():
+        assert not seen["cut_off"], f"{page}, 1280 px wide: {seen['cut_off']}"
+        assert not seen["page_too_wide"], f"{page} is wider than a 1280 px window"
