@@ -183,9 +183,12 @@ def measure(
         except Exception as exc:  # noqa: BLE001 - reported in the tables
             errors[who] = _error(exc)
     if calls:
-        times, rounds = interleaved_times(list(calls.values()), opts.repeat,
-                                          warmup=max(1, opts.warmup - 1), budget=opts.budget)
-        row.update(dict(zip(calls, times)), rounds=rounds)
+        try:
+            times, rounds = interleaved_times(list(calls.values()), opts.repeat,
+                                              warmup=max(1, opts.warmup - 1), budget=opts.budget)
+            row.update(dict(zip(calls, times)), rounds=rounds)
+        except Exception as exc:  # noqa: BLE001 - a call that fails only later
+            errors["timing"] = _error(exc)
     if errors:
         row["error"] = "; ".join(f"{who}: {e}" for who, e in errors.items())
     if "ours" in row and "peer" in row:
@@ -198,7 +201,6 @@ def measure(
 def run(opts: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, dict[str, str]]]:
     rows: list[dict[str, Any]] = []
     peers: dict[str, dict[str, str]] = {}  # loss -> library -> peer label
-    rng = np.random.default_rng(opts.seed)
     for name in opts.libraries:
         try:
             lib = LIBRARIES[name](opts)
@@ -215,6 +217,8 @@ def run(opts: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, dict[
             for index, (tier, shape) in enumerate(sizes):
                 if tier not in opts.tiers or (opts.quick and index > 0):
                     continue
+                # the same inputs on every library
+                rng = np.random.default_rng([opts.seed, CASES.index(case), index])
                 args = lib.convert(case.make(rng, shape))
                 # the size's place among its tier's: the plot's geo-means go across losses by it
                 place = (TIERS.index(tier), [t for t, _ in sizes[:index]].count(tier))
