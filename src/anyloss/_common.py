@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from typing import Any, Literal
 
 import array_api_compat as _compat
@@ -26,6 +27,30 @@ def _library(x: Any) -> str:
     return {"jaxlib": "jax", "builtins": type(x).__name__}.get(module, module)
 
 
+# array type -> its Array API namespace; filled on first sight of each type.
+_NAMESPACES: dict[type, Any] = {}
+
+
+def _namespace_of(func: str, name: str, x: Any) -> Any:
+    """The namespace of one argument, checked and cached by its type."""
+    kind = type(x)
+    if kind in _NAMESPACES:
+        return _NAMESPACES[kind]
+    if isinstance(x, (bool, int, float, complex, list, tuple)) or not _compat.is_array_api_obj(x):
+        hint = ""
+        if isinstance(x, (list, tuple)):
+            hint = "; pass an array, e.g. np.asarray(x)"
+        elif type(x).__module__ == "numpy":
+            hint = f" (a NumPy scalar, {type(x).__name__}); pass an array, e.g. np.asarray(x)"
+        raise TypeError(
+            f"{func}: {name} must be an array (NumPy, PyTorch, JAX, MLX, CuPy, Dask or "
+            f"array-api-strict), got {type(x).__name__}{hint}"
+        )
+    xp = _compat.array_namespace(x)
+    _NAMESPACES[kind] = xp
+    return xp
+
+
 def namespace(func: str, **arrays: Any) -> Any:
     """Return the Array API namespace shared by the named ``arrays``.
 
@@ -33,25 +58,29 @@ def namespace(func: str, **arrays: Any) -> Any:
     array raises ``TypeError`` naming the argument; arrays from two libraries
     raise ``TypeError`` naming both.
     """
-    given = {name: x for name, x in arrays.items() if x is not None}
-    for name, x in given.items():
-        if not _compat.is_array_api_obj(x) or isinstance(x, (bool, int, float, complex)):
-            raise TypeError(
-                f"{func}: {name} must be an array (NumPy, PyTorch, JAX, MLX, CuPy, Dask or "
-                f"array-api-strict), got {type(x).__name__}"
-            )
-    try:
-        return _compat.array_namespace(*given.values())
-    except TypeError:
-        libraries: dict[str, str] = {}
-        for name, x in given.items():
+    return _namespace(func, arrays)
+
+
+def _namespace(func: str, arrays: dict[str, Any]) -> Any:
+    xp = None
+    for name, x in arrays.items():
+        if x is None:
+            continue
+        ns = _namespace_of(func, name, x)
+        if xp is None:
+            xp = ns
+        elif ns is not xp:
+            _mixed(func, arrays)
+    return xp
+
+
+def _mixed(func: str, arrays: dict[str, Any]) -> None:
+    libraries: dict[str, str] = {}
+    for name, x in arrays.items():
+        if x is not None:
             libraries.setdefault(_library(x), name)
-        if len(libraries) > 1:
-            described = ", ".join(f"{name} is a {lib} array" for lib, name in libraries.items())
-            raise TypeError(
-                f"{func}: all arrays must come from one library, but {described}"
-            ) from None
-        raise
+    described = ", ".join(f"{name} is a {lib} array" for lib, name in libraries.items())
+    raise TypeError(f"{func}: all arrays must come from one library, but {described}")
 
 
 def is_namespace(xp: Any, library: str) -> bool:
@@ -128,8 +157,15 @@ def is_concrete_host(xp: Any, *arrays: Any) -> bool:
 # ----------------------------------------------------------------------------- dtypes
 
 
-def _is_floating(xp: Any, dtype: Any) -> bool:
-    return xp.isdtype(dtype, "real floating")
+def _torch_compiling() -> bool:
+    """Whether ``torch.compile`` is tracing (its tracer cannot hash dtypes, so
+    the dtype caches below are bypassed then)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.compiler.is_compiling()
+
+
+# (namespace, dtypes) -> (output dtype, compute dtype)
+_DTYPES: dict[tuple[Any, ...], tuple[Any, Any]] = {}
 
 
 def float_dtypes(xp: Any, func: str, **arrays: Any) -> tuple[Any, Any]:
@@ -139,8 +175,28 @@ def float_dtypes(xp: Any, func: str, **arrays: Any) -> tuple[Any, Any]:
     inputs, such as class labels, take part as values only); with no floating
     input it is the library's default floating dtype.  Half precision
     (float16, bfloat16) is computed in float32 and returned in its own dtype.
-    Complex inputs raise ``TypeError``.
+    Complex or non-numeric inputs raise ``TypeError``.
     """
+    return _float_dtypes(xp, func, arrays)
+
+
+def _float_dtypes(xp: Any, func: str, arrays: dict[str, Any]) -> tuple[Any, Any]:
+    if _torch_compiling():
+        return _promote(xp, func, arrays)
+    key = (xp, *[None if x is None else x.dtype for x in arrays.values()])
+    try:
+        return _DTYPES[key]
+    except (KeyError, TypeError):
+        pass
+    result = _promote(xp, func, arrays)
+    try:
+        _DTYPES[key] = result
+    except TypeError:  # an unhashable dtype: not cached
+        pass
+    return result
+
+
+def _promote(xp: Any, func: str, arrays: dict[str, Any]) -> tuple[Any, Any]:
     floats = []
     for name, x in arrays.items():
         if x is None:
@@ -149,7 +205,9 @@ def float_dtypes(xp: Any, func: str, **arrays: Any) -> tuple[Any, Any]:
             raise TypeError(
                 f"{func}: {name} has complex dtype {x.dtype}; losses are defined for real inputs"
             )
-        if _is_floating(xp, x.dtype) and x.dtype not in floats:
+        if not xp.isdtype(x.dtype, ("real floating", "integral", "bool")):
+            raise TypeError(f"{func}: {name} has dtype {x.dtype}; expected a real numeric dtype")
+        if xp.isdtype(x.dtype, "real floating") and x.dtype not in floats:
             floats.append(x.dtype)
     if not floats:
         out = xp.asarray(0.0).dtype
@@ -157,8 +215,7 @@ def float_dtypes(xp: Any, func: str, **arrays: Any) -> tuple[Any, Any]:
         out = floats[0]
     else:
         out = xp.result_type(*floats)
-    compute = xp.float32 if xp.finfo(out).bits < 32 else out
-    return out, compute
+    return out, (xp.float32 if is_half(xp, out) else out)
 
 
 def astype(xp: Any, x: Any, dtype: Any) -> Any:
@@ -183,14 +240,23 @@ def shape_of(x: Any) -> tuple[int, ...]:
 
 def check_same_shape(func: str, **arrays: Any) -> None:
     """All named arrays have one shape; no broadcasting between them."""
-    given = [(name, shape_of(x)) for name, x in arrays.items() if x is not None]
-    first_name, first_shape = given[0]
-    for name, shape in given[1:]:
-        if shape != first_shape:
+    _same_shape(func, arrays)
+
+
+def _same_shape(func: str, arrays: dict[str, Any]) -> None:
+    first = None
+    for x in arrays.values():
+        if x is None:
+            continue
+        if first is None:
+            first = x.shape
+        elif x.shape != first and tuple(x.shape) != tuple(first):
+            given = [(n, shape_of(a)) for n, a in arrays.items() if a is not None]
+            (first_name, first_shape), mismatched = given[0], next(g for g in given if g[1] != first)
             shown = ", ".join(f"{n}.shape={s}" for n, s in given)
             raise ValueError(
-                f"{func}: {name} has shape {shape} but {first_name} has shape {first_shape}; "
-                f"the shapes must be equal (no broadcasting): {shown}"
+                f"{func}: {mismatched[0]} has shape {mismatched[1]} but {first_name} has shape "
+                f"{first_shape}; the shapes must be equal (no broadcasting): {shown}"
             )
 
 
@@ -273,6 +339,21 @@ def xlogy_like(xp: Any, p: Any, y: Any) -> Any:
     return p * xp.where((p == 0) & ~xp.isfinite(y), xp.zeros_like(y), y)
 
 
+# dtype -> whether it is narrower than float32
+_HALF: dict[Any, bool] = {}
+
+
+def is_half(xp: Any, dtype: Any) -> bool:
+    """Whether ``dtype`` is a floating dtype narrower than 32 bits."""
+    if _torch_compiling():
+        return xp.finfo(dtype).bits < 32
+    try:
+        return _HALF[dtype]
+    except KeyError:
+        half = _HALF[dtype] = xp.finfo(dtype).bits < 32
+        return half
+
+
 def reduce(xp: Any, loss: Any, reduction: str, dtype: Any) -> Any:
     """Apply ``reduction`` and return the result in ``dtype``.
 
@@ -280,7 +361,7 @@ def reduce(xp: Any, loss: Any, reduction: str, dtype: Any) -> Any:
     arrays neither overflow nor lose their small terms.
     """
     if reduction != "none":
-        if xp.finfo(loss.dtype).bits < 32:
+        if is_half(xp, loss.dtype):
             loss = xp.astype(loss, xp.float32)
         loss = xp.mean(loss) if reduction == "mean" else xp.sum(loss)
     loss = astype(xp, loss, dtype)
@@ -329,16 +410,15 @@ def value_range(xp: Any, x: Any) -> tuple[float, float]:
     return float(xp.min(x)), float(xp.max(x))
 
 
-def prepare(func: str, reduction: Any, **arrays: Any) -> tuple[Any, Any, Any, list[Any]]:
+def prepare(func: str, reduction: Any, **arrays: Any) -> tuple[Any, Any, Any]:
     """The common start of an elementwise loss.
 
     Checks ``reduction`` and that the named arrays (``None`` skipped) share one
-    library and one shape; returns the namespace, the output dtype, the compute
-    dtype and the arrays cast to the compute dtype (``None`` stays ``None``).
+    library and one shape; returns the namespace, the output dtype and the
+    compute dtype.
     """
-    xp = namespace(func, **arrays)
-    check_reduction(func, reduction)
-    check_same_shape(func, **arrays)
-    out_dtype, dtype = float_dtypes(xp, func, **arrays)
-    cast = [None if a is None else astype(xp, a, dtype) for a in arrays.values()]
-    return xp, out_dtype, dtype, cast
+    xp = _namespace(func, arrays)
+    if reduction not in REDUCTIONS:
+        check_reduction(func, reduction)
+    _same_shape(func, arrays)
+    return (xp, *_float_dtypes(xp, func, arrays))

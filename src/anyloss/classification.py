@@ -7,9 +7,7 @@ from typing import Any, Optional
 
 from . import _native
 from ._common import (
-    at_least,
     Reduction,
-    astype,
     check_integer,
     check_real,
     check_reduction,
@@ -17,15 +15,12 @@ from ._common import (
     check_weights,
     drop_axis,
     float_dtypes,
-    gather,
     namespace,
     normalize_axis,
-    reduce,
+    prepare,
     shape_of,
-    stop_gradient,
     value_range,
     values_known,
-    xlogy_like,
 )
 
 Array = Any
@@ -33,26 +28,13 @@ Array = Any
 
 def _check_class_indices(xp: Any, func: str, targets: Array, num_classes: int) -> None:
     check_integer(xp, func, "targets", targets)
-    if values_known(xp, targets):
+    if not _native.checks_class_indices(xp, targets) and values_known(xp, targets):
         lo, hi = value_range(xp, targets)
         if lo < 0 or hi >= num_classes:
             raise ValueError(
                 f"{func}: targets holds class indices from {int(lo)} to {int(hi)}, but the class "
                 f"axis has {num_classes} entries; expected 0 <= index < {num_classes}"
             )
-
-
-def _shifted_logsumexp(xp: Any, x: Any, axis: int) -> Any:
-    """``logsumexp(x)`` along ``axis`` for ``x`` whose maximum is 0.
-
-    The terms at the maximum contribute exactly 1 each, so the sum is written
-    as ``1 + rest`` and its log as ``log1p(rest)``: a confident, correct
-    prediction keeps its tiny loss instead of rounding ``log(1 + 1e-9)`` to 0.
-    The gradient is unchanged (``exp(x) - 1`` at the maximum has slope 1).
-    """
-    at_max = astype(xp, x == 0, x.dtype)
-    rest = xp.sum(xp.exp(x) - at_max, axis=axis) + (xp.sum(at_max, axis=axis) - 1.0)
-    return xp.log1p(rest)
 
 
 def cross_entropy(
@@ -124,42 +106,10 @@ def cross_entropy(
     out_dtype, dtype = float_dtypes(
         xp, func, logits=logits, targets=targets if probabilities else None, weights=weights
     )
-
-    fast = _native.dispatch(
-        xp, func, logits, targets, weights, ax, smoothing, probabilities, reduction, out_dtype, dtype
+    return _native.call(
+        xp, func, (ax, smoothing, probabilities), reduction, out_dtype, dtype,
+        weights is not None, logits, targets, *(() if weights is None else (weights,)),
     )
-    if fast is not NotImplemented:
-        return fast
-    x = astype(xp, logits, dtype)
-    x = x - stop_gradient(xp, xp.max(x, axis=ax, keepdims=True))
-    logsumexp = _shifted_logsumexp(xp, x, ax)
-    if probabilities:
-        score = xp.sum(xlogy_like(xp, astype(xp, targets, dtype), x), axis=ax)
-    else:
-        score = gather(xp, x, targets, ax)
-    # The mean as a sum of x / n: the sum of x itself may overflow.
-    mean = xp.sum(x * (1.0 / x.shape[ax]), axis=ax) if smoothing > 0 else None
-    return cross_entropy_from_parts(
-        xp, logsumexp, score, mean, smoothing, weights, reduction, out_dtype, dtype
-    )
-
-
-def cross_entropy_from_parts(
-    xp: Any, logsumexp: Any, score: Any, mean: Any, smoothing: float, weights: Any,
-    reduction: str, out_dtype: Any, dtype: Any,
-) -> Any:
-    """The cross entropy from its per-row parts, all taken from the shifted
-    logits ``z = x - max``: ``log(sum(exp(z)))``, the target's ``z`` (or the
-    targets' weighted sum of ``z``) and, with label smoothing, the mean of
-    ``z``; then weighted and reduced.  Shared by the portable code and the
-    fast paths that compute the parts another way."""
-    if smoothing > 0:
-        loss = logsumexp - (1.0 - smoothing) * score - smoothing * mean
-    else:
-        loss = logsumexp - score
-    if weights is not None:
-        loss = loss * astype(xp, weights, dtype)
-    return reduce(xp, loss, reduction, out_dtype)
 
 
 def binary_cross_entropy(
@@ -221,29 +171,10 @@ def binary_cross_entropy(
                 f"values from {lo:g} to {hi:g}; pass logits with with_logits=True"
             )
     out_dtype, dtype = float_dtypes(xp, func, inputs=inputs, targets=targets, weights=weights)
-    x = astype(xp, inputs, dtype)
-    t = astype(xp, targets, dtype)
-    fast = _native.dispatch(xp, func, x, t, weights, with_logits, reduction, out_dtype)
-    if fast is not NotImplemented:
-        return fast
-
-    if with_logits:
-        positive = x >= 0
-        # log(1 + exp(-|x|)), written so that its gradient is right at x = 0.
-        softplus_neg_abs = xp.log1p(xp.exp(xp.where(positive, -x, x)))
-        # (1 - t) x and -t x with 0 * x = 0, so that an infinite logit with the
-        # matching target (x = inf, t = 1 or x = -inf, t = 0) has loss 0, not nan.
-        loss = xlogy_like(xp, xp.where(positive, 1.0 - t, -t), x) + softplus_neg_abs
-    else:
-        # Each log is clipped at -100; the stand-ins keep the gradient finite at p = 0 or 1.
-        has_log = x > 0
-        log_p = xp.where(has_log, xp.log(xp.where(has_log, x, xp.ones_like(x))), -100.0)
-        has_log1m = x < 1
-        log_1mp = xp.where(has_log1m, xp.log1p(-xp.where(has_log1m, x, xp.zeros_like(x))), -100.0)
-        loss = -(t * at_least(xp, log_p, -100.0) + (1.0 - t) * at_least(xp, log_1mp, -100.0))
-    if weights is not None:
-        loss = loss * astype(xp, weights, dtype)
-    return reduce(xp, loss, reduction, out_dtype)
+    return _native.call(
+        xp, func, (bool(with_logits),), reduction, out_dtype, dtype, weights is not None,
+        inputs, targets, *(() if weights is None else (weights,)),
+    )
 
 
 def nll_loss(
@@ -282,12 +213,8 @@ def nll_loss(
             f"{shape_of(inputs)}; expected class indices of shape {expected}"
         )
     _check_class_indices(xp, func, targets, shape_of(inputs)[ax])
-    out_dtype, _ = float_dtypes(xp, func, inputs=inputs)
-    fast = _native.dispatch(xp, func, inputs, targets, ax, reduction, out_dtype)
-    if fast is not NotImplemented:
-        return fast
-    loss = -gather(xp, inputs, targets, ax)
-    return reduce(xp, loss, reduction, out_dtype)
+    out_dtype, dtype = float_dtypes(xp, func, inputs=inputs)
+    return _native.call(xp, func, (ax,), reduction, out_dtype, dtype, False, inputs, targets)
 
 
 def kl_div_loss(
@@ -327,13 +254,7 @@ def kl_div_loss(
     check_same_shape(func, inputs=inputs, targets=targets)
     ax = normalize_axis(func, axis, inputs.ndim)
     out_dtype, dtype = float_dtypes(xp, func, inputs=inputs, targets=targets)
-    x = astype(xp, inputs, dtype)
-    t = astype(xp, targets, dtype)
-    fast = _native.dispatch(xp, func, x, t, ax, reduction, out_dtype)
-    if fast is not NotImplemented:
-        return fast
-    loss = xp.sum(xlogy_like(xp, xp.exp(t), t - x), axis=ax)
-    return reduce(xp, loss, reduction, out_dtype)
+    return _native.call(xp, func, (ax,), reduction, out_dtype, dtype, False, inputs, targets)
 
 
 def hinge_loss(inputs: Array, targets: Array, reduction: Reduction = "none") -> Array:
@@ -358,13 +279,5 @@ def hinge_loss(inputs: Array, targets: Array, reduction: Reduction = "none") -> 
         array([0.5, 0. , 4. ])
     """
     func = "hinge_loss"
-    xp = namespace(func, inputs=inputs, targets=targets)
-    check_reduction(func, reduction)
-    check_same_shape(func, inputs=inputs, targets=targets)
-    out_dtype, dtype = float_dtypes(xp, func, inputs=inputs, targets=targets)
-    x, t = astype(xp, inputs, dtype), astype(xp, targets, dtype)
-    fast = _native.dispatch(xp, func, x, t, reduction, out_dtype)
-    if fast is not NotImplemented:
-        return fast
-    loss = at_least(xp, 1.0 - x * t, 0.0)
-    return reduce(xp, loss, reduction, out_dtype)
+    xp, out_dtype, dtype = prepare(func, reduction, inputs=inputs, targets=targets)
+    return _native.call(xp, func, (), reduction, out_dtype, dtype, False, inputs, targets)

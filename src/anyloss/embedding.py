@@ -3,18 +3,12 @@ triplet_loss and margin_ranking_loss."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from . import _native
-from ._common import Reduction, at_least, check_real, normalize_axis, prepare, reduce, stop_gradient
+from ._common import Reduction, check_real, normalize_axis, prepare
 
 Array = Any
-
-
-def _safe_divisor(xp: Any, x: Any) -> Any:
-    """``x`` with zeros replaced by ones, for dividing by a norm or a scale."""
-    return xp.where(x == 0, xp.ones_like(x), x)
 
 
 def cosine_similarity_loss(
@@ -52,67 +46,9 @@ def cosine_similarity_loss(
     """
     func = "cosine_similarity_loss"
     floor = check_real(func, "eps", eps, low=0.0)
-    xp, out_dtype, _, (a, b) = prepare(func, reduction, x1=x1, x2=x2)
-    ax = normalize_axis(func, axis, a.ndim)
-    fast = _native.dispatch(xp, func, a, b, ax, floor, reduction, out_dtype)
-    if fast is not NotImplemented:
-        return fast
-
-    cosine, above, _, _ = scaled_cosine(xp, a, b, ax, floor)
-    # Below eps the denominator is eps itself and x1 . x2 is small: divide the
-    # plain dot product (which also gives the right gradient at a zero vector).
-    masked = xp.expand_dims(above, axis=ax)
-    a_below = xp.where(masked, xp.zeros_like(a), a)
-    b_below = xp.where(masked, xp.zeros_like(b), b)
-    below = xp.sum(a_below * b_below, axis=ax) / (floor if floor > 0 else 1.0)
-    loss = xp.where(above, cosine, below)
-    return reduce(xp, loss, reduction, out_dtype)
-
-
-def scaled_cosine(xp: Any, a: Any, b: Any, axis: int, floor: float) -> tuple[Any, Any, Any, Any]:
-    """The cosine of ``a`` and ``b`` along ``axis``, each vector scaled by its
-    largest magnitude first; whether ``||a|| ||b|| >= floor``; and the norms
-    ``||a||``, ``||b||`` (1 for a zero vector).  Nothing overflows or
-    underflows on the way."""
-    # The cosine does not depend on the scales: constants for autodiff (their
-    # derivative would bring 1/scale**2, which overflows for tiny vectors).
-    scale_a = stop_gradient(xp, xp.max(xp.abs(a), axis=axis, keepdims=True))
-    scale_b = stop_gradient(xp, xp.max(xp.abs(b), axis=axis, keepdims=True))
-    ua = a / _safe_divisor(xp, scale_a)  # largest entry of magnitude 1 (or all zero)
-    ub = b / _safe_divisor(xp, scale_b)
-    dot = xp.sum(ua * ub, axis=axis)
-    norm_ua = xp.sqrt(_safe_divisor(xp, xp.sum(xp.square(ua), axis=axis)))
-    norm_ub = xp.sqrt(_safe_divisor(xp, xp.sum(xp.square(ub), axis=axis)))
-    scale_a, scale_b = xp.squeeze(scale_a, axis=axis), xp.squeeze(scale_b, axis=axis)
-    # ||a|| ||b|| >= eps, compared through square roots so that the product
-    # of two huge norms cannot overflow.
-    root_scale = xp.sqrt(scale_a) * xp.sqrt(scale_b)
-    above = root_scale >= math.sqrt(floor) / xp.sqrt(norm_ua * norm_ub)
-    norm_a = _safe_divisor(xp, scale_a) * norm_ua
-    norm_b = _safe_divisor(xp, scale_b) * norm_ub
-    return dot / (norm_ua * norm_ub), above, norm_a, norm_b
-
-
-def _distance(xp: Any, diff: Any, p: float, eps: float, axis: int) -> Any:
-    """``(sum |diff|^p + eps) ** (1/p)`` along ``axis``.
-
-    Written as ``s * (sum (|diff|/s)^p + eps/s^p) ** (1/p)`` with ``s`` the
-    largest of ``|diff|`` and ``eps ** (1/p)``: the powers lie in ``[0, 1]``,
-    so large differences do not overflow and tiny ones do not underflow.  The
-    value does not depend on ``s``, which is a constant for autodiff.
-    """
-    magnitude = xp.abs(diff)
-    if p == 1:
-        return xp.sum(magnitude, axis=axis) + eps
-    floor = eps ** (1.0 / p)
-    scale = stop_gradient(xp, at_least(xp, xp.max(magnitude, axis=axis, keepdims=True), floor))
-    scale = _safe_divisor(xp, scale)  # all-zero differences with eps = 0
-    scaled = magnitude / scale
-    scale = xp.squeeze(scale, axis=axis)
-    if p == 2:
-        return scale * xp.sqrt(xp.sum(xp.square(scaled), axis=axis) + xp.square(floor / scale))
-    inner = xp.sum(xp.pow(scaled, p), axis=axis) + xp.pow(floor / scale, p)
-    return scale * xp.pow(inner, 1.0 / p)
+    xp, out_dtype, dtype = prepare(func, reduction, x1=x1, x2=x2)
+    ax = normalize_axis(func, axis, x1.ndim)
+    return _native.call(xp, func, (ax, floor), reduction, out_dtype, dtype, False, x1, x2)
 
 
 def triplet_loss(
@@ -163,16 +99,14 @@ def triplet_loss(
     degree = check_real(func, "p", p, low=0.0, low_inclusive=False)
     alpha = check_real(func, "margin", margin)
     floor = check_real(func, "eps", eps, low=0.0)
-    xp, out_dtype, _, (a, pos, neg) = prepare(
+    xp, out_dtype, dtype = prepare(
         func, reduction, anchors=anchors, positives=positives, negatives=negatives
     )
-    ax = normalize_axis(func, axis, a.ndim)
-    fast = _native.dispatch(xp, func, a, pos, neg, ax, degree, alpha, floor, reduction, out_dtype)
-    if fast is not NotImplemented:
-        return fast
-    gap = _distance(xp, a - pos, degree, floor, ax) - _distance(xp, a - neg, degree, floor, ax)
-    loss = at_least(xp, gap + alpha, 0.0)
-    return reduce(xp, loss, reduction, out_dtype)
+    ax = normalize_axis(func, axis, anchors.ndim)
+    return _native.call(
+        xp, func, (ax, degree, alpha, floor), reduction, out_dtype, dtype, False,
+        anchors, positives, negatives,
+    )
 
 
 def margin_ranking_loss(
@@ -209,11 +143,7 @@ def margin_ranking_loss(
     """
     func = "margin_ranking_loss"
     m = check_real(func, "margin", margin)
-    xp, out_dtype, _, (x1, x2, y) = prepare(
-        func, reduction, inputs1=inputs1, inputs2=inputs2, targets=targets
+    xp, out_dtype, dtype = prepare(func, reduction, inputs1=inputs1, inputs2=inputs2, targets=targets)
+    return _native.call(
+        xp, func, (m,), reduction, out_dtype, dtype, False, inputs1, inputs2, targets
     )
-    fast = _native.dispatch(xp, func, x1, x2, y, m, reduction, out_dtype)
-    if fast is not NotImplemented:
-        return fast
-    loss = at_least(xp, m - y * (x1 - x2), 0.0)
-    return reduce(xp, loss, reduction, out_dtype)

@@ -1,20 +1,21 @@
-"""Optional fast paths, one module per library.
+"""Fast paths: one module per library, under one contract.
 
-The portable code in ``classification``, ``regression`` and ``embedding`` is
-the reference.  After a loss has checked its arguments and worked out its
-dtypes, it asks :func:`dispatch` whether the library of its arrays has a fast
-path for the call; a fast path computes the same algorithm (the same
-accuracy safeguards) in fewer or native operations, or returns
-``NotImplemented`` to let the portable code run.  Fast paths never read
-array values, so they trace under ``jax.jit``, ``mx.compile`` and
-``torch.compile`` like the portable code.
+A front door checks its arguments, works out the dtypes and hands the call
+to :func:`call`: the loss's name, its static parameters, the reduction, the
+output and compute dtypes, and its arrays (per-example weights last when
+``weighted``).  With no fast path the portable computation,
+``_formulas.evaluate``, runs.  A library module's ``run`` takes the same
+arguments and returns the same values (within the accuracy contract listed in
+the differences page): it delegates to the library's own kernel where that
+kernel's values meet the contract, or runs ``evaluate`` compiled and cached
+(JAX, MLX); it never holds a copy of a formula.  Fast paths read no array
+values except on the host, outside any trace.
 
 ``portable()`` switches every fast path off inside a ``with`` block (the
-tests compare both paths this way); setting the environment variable
-``ANYLOSS_PORTABLE=1`` switches them off for the whole process.  The switch
-is a plain module attribute rather than a context variable so that
-``torch.compile`` can read it while tracing; it is process-wide, not
-per-thread.
+tests compare both paths this way); ``ANYLOSS_PORTABLE=1`` in the
+environment switches them off for the process.  The switch is a counter
+under a lock, so threads may enter and leave it in any order; it is
+process-wide, and a plain module attribute that ``torch.compile`` can read.
 """
 
 from __future__ import annotations
@@ -22,77 +23,79 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import threading
 from typing import Any, Iterator
 
-# Whether fast paths run.  Read on every call, so a plain attribute.
-_enabled: bool = os.environ.get("ANYLOSS_PORTABLE", "") in ("", "0")
+from .._formulas import evaluate
 
-# namespace object -> the module with that library's fast paths (or None)
-_MODULES: dict[int, Any] = {}
+_ENV_PORTABLE: bool = os.environ.get("ANYLOSS_PORTABLE", "") not in ("", "0")
+_depth: int = 1 if _ENV_PORTABLE else 0
+_lock = threading.Lock()
+
+# namespace -> the module with that library's fast paths (None: no module)
+_MODULES: dict[Any, Any] = {}
+_LIBRARIES = {
+    "numpy": "numpy",
+    "array_api_compat.numpy": "numpy",
+    "torch": "torch",
+    "array_api_compat.torch": "torch",
+    "jax.numpy": "jax",
+    "mlx.core": "mlx",
+}
 
 
 @contextlib.contextmanager
 def portable() -> Iterator[None]:
     """Run the portable reference code only, inside the ``with`` block."""
-    global _enabled
-    before = _enabled
-    _enabled = False
+    global _depth
+    with _lock:
+        _depth += 1
     try:
         yield
     finally:
-        _enabled = before
+        with _lock:
+            _depth -= 1
 
 
 def enabled() -> bool:
-    """Whether fast paths are in use here."""
-    return _enabled
+    """Whether fast paths are in use now."""
+    return _depth == 0
 
 
-def _library(xp: Any) -> str | None:
-    name = getattr(xp, "__name__", "")
-    if name in ("numpy", "array_api_compat.numpy"):
-        return "numpy"
-    if name in ("torch", "array_api_compat.torch"):
-        return "torch"
-    if name.startswith("jax"):
-        return "jax"
-    if name.startswith("mlx"):
-        return "mlx"
-    return None
-
-
-def _module(xp: Any) -> Any:
-    key = id(xp)
+def module(xp: Any) -> Any:
+    """The fast-path module for namespace ``xp``, or ``None``."""
     try:
-        return _MODULES[key]
+        return _MODULES[xp]
     except KeyError:
         pass
-    library = _library(xp)
-    module = None
-    if library is not None:
-        module = importlib.import_module(f"{__name__}.{library}")
-    _MODULES[key] = module
-    return module
+    library = _LIBRARIES.get(getattr(xp, "__name__", ""))
+    found = importlib.import_module(f"{__name__}.{library}") if library else None
+    _MODULES[xp] = found
+    return found
 
 
-def dispatch(xp: Any, loss: str, *args: Any) -> Any:
-    """The fast path's result for ``loss`` on ``xp``'s arrays, or ``NotImplemented``.
+def call(
+    xp: Any,
+    name: str,
+    params: tuple[Any, ...],
+    reduction: str,
+    out_dtype: Any,
+    dtype: Any,
+    weighted: bool,
+    *arrays: Any,
+) -> Any:
+    """The loss ``name`` of ``arrays``: by the library's fast path, or portably."""
+    if _depth == 0:
+        fast = module(xp)
+        if fast is not None:
+            return fast.run(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays)
+    return evaluate(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays)
 
-    ``args`` are the loss's checked arguments, as the portable code uses them
-    (see each library module for the signature per loss).
-    """
-    if not _enabled:
-        return NotImplemented
-    library = _library(xp)
-    if library == "torch":
-        import torch
 
-        if torch.compiler.is_compiling():
-            return NotImplemented  # torch.compile fuses the portable code
-    module = _module(xp)
-    if module is None:
-        return NotImplemented
-    fast = getattr(module, loss, None)
-    if fast is None:
-        return NotImplemented
-    return fast(xp, *args)
+def checks_class_indices(xp: Any, targets: Any) -> bool:
+    """Whether the fast path for ``targets`` checks the class-index range itself
+    (with the same clear error), so the front door need not read the values."""
+    if _depth:
+        return False
+    fast = module(xp)
+    return fast is not None and getattr(fast, "checks_class_indices", lambda t: False)(targets)

@@ -1,0 +1,277 @@
+"""The portable math of every loss, written once against the Array API.
+
+Each formula takes the namespace, the checked arrays (floating arrays already
+in the compute dtype, class indices as given) and the loss's static
+parameters, and returns the unreduced loss.  :func:`evaluate` is the whole
+computation of a call: cast, formula, per-example weights, reduction.  The
+front doors call it when no fast path takes the call; the JAX and MLX fast
+paths compile it; the PyTorch and NumPy ones import the formulas they use.
+Nothing here reads array values, so every formula traces under ``jax.jit``,
+``mx.compile`` and ``torch.compile``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._common import astype, at_least, at_most, gather, reduce, stop_gradient, xlogy_like
+
+LOG2 = math.log(2.0)
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+# Beyond this |error| log cosh is |error| - log 2 to the last bit in float32
+# and float64 (log1p(exp(-40)) is below half an ulp of 20 - log 2).
+LOG_COSH_LINEAR = 20.0
+
+
+def _nonzero(xp: Any, x: Any) -> Any:
+    """``x`` with zeros replaced by ones, for dividing by a norm or a scale."""
+    return xp.where(x == 0, xp.ones_like(x), x)
+
+
+# ---------------------------------------------------------------- classification
+
+
+def shifted_logsumexp(xp: Any, z: Any, axis: int) -> Any:
+    """``logsumexp(z)`` along ``axis`` for ``z`` whose maximum is 0.
+
+    The terms at the maximum contribute exactly 1 each, so the sum is
+    ``1 + rest`` and its log is ``log1p(rest)``: a confident, correct
+    prediction keeps its tiny loss instead of rounding ``log(1 + 1e-9)`` to 0.
+    The gradient is unchanged (``exp(z) - 1`` at the maximum has slope 1).
+    """
+    at_max = astype(xp, z == 0, z.dtype)
+    rest = xp.sum(xp.exp(z) - at_max, axis=axis) + (xp.sum(at_max, axis=axis) - 1.0)
+    return xp.log1p(rest)
+
+
+def cross_entropy(
+    xp: Any, logits: Any, targets: Any, axis: int, smoothing: float, probabilities: bool
+) -> Any:
+    """``logsumexp(x) - (1 - s) score - s mean(x)``, from the shifted logits
+    ``z = x - max`` (a constant for autodiff); ``score`` is the target's
+    ``z`` or ``sum(p z)`` with ``0 * z = 0``."""
+    z = logits - stop_gradient(xp, xp.max(logits, axis=axis, keepdims=True))
+    loss = shifted_logsumexp(xp, z, axis)
+    if probabilities:
+        score = xp.sum(xlogy_like(xp, targets, z), axis=axis)
+    else:
+        score = gather(xp, z, targets, axis)
+    if smoothing == 0:
+        return loss - score
+    # The mean as a sum of z / n: the sum of z itself may overflow.
+    mean = xp.sum(z * (1.0 / z.shape[axis]), axis=axis)
+    return loss - (1.0 - smoothing) * score - smoothing * mean
+
+
+def binary_cross_entropy(xp: Any, x: Any, t: Any, with_logits: bool) -> Any:
+    """``-(t log p + (1 - t) log(1 - p))``.
+
+    With logits: ``(1 - t) x + log1p(exp(-x))`` for ``x >= 0`` and
+    ``-t x + log1p(exp(x))`` below, with ``0 * x = 0`` so that an infinite
+    logit with its matching target has loss 0.  With probabilities each log
+    is clipped at -100 (MLX, PyTorch); the stand-ins keep the gradient finite
+    at p = 0 and 1, and a NaN probability stays NaN.
+    """
+    if with_logits:
+        positive = x >= 0
+        softplus = xp.log1p(xp.exp(xp.where(positive, -x, x)))
+        return xlogy_like(xp, xp.where(positive, 1.0 - t, -t), x) + softplus
+    zero, one = x == 0, x == 1
+    log_p = xp.where(zero, -100.0, at_least(xp, xp.log(xp.where(zero, xp.ones_like(x), x)), -100.0))
+    log_1mp = xp.where(
+        one, -100.0, at_least(xp, xp.log1p(-xp.where(one, xp.zeros_like(x), x)), -100.0)
+    )
+    return -(t * log_p + (1.0 - t) * log_1mp)
+
+
+def nll_loss(xp: Any, inputs: Any, targets: Any, axis: int) -> Any:
+    return -gather(xp, inputs, targets, axis)
+
+
+def kl_div_loss(xp: Any, x: Any, t: Any, axis: int) -> Any:
+    """``sum(exp(t) (t - x))`` with ``0 * log 0 = 0`` (t = -inf contributes 0)."""
+    return xp.sum(xlogy_like(xp, xp.exp(t), t - x), axis=axis)
+
+
+def hinge_loss(xp: Any, x: Any, t: Any) -> Any:
+    return at_least(xp, 1.0 - x * t, 0.0)
+
+
+# -------------------------------------------------------------------- regression
+
+
+def l1_loss(xp: Any, x: Any, y: Any) -> Any:
+    return xp.abs(x - y)
+
+
+def mse_loss(xp: Any, x: Any, y: Any) -> Any:
+    return xp.square(x - y)
+
+
+def smooth_l1_loss(xp: Any, x: Any, y: Any, beta: float) -> Any:
+    """``0.5 d^2 / beta`` below beta, ``d - beta / 2`` above, as
+    ``0.5 d (d / beta)`` so that ``d^2`` cannot overflow for a large beta.
+    The minimum (a no-op where the branch is used) keeps compilers from
+    reassociating the product back into ``d^2 (0.5 / beta)``."""
+    diff = xp.abs(x - y)
+    if beta == 0:
+        return diff
+    ratio = at_most(xp, diff / beta, 1.0)
+    return xp.where(diff < beta, (0.5 * diff) * ratio, diff - 0.5 * beta)
+
+
+def huber_loss(xp: Any, x: Any, y: Any, delta: float) -> Any:
+    """``q^2 / 2 + delta (|a| - q)`` with ``q = min(|a|, delta)``: one
+    select-free form for both branches."""
+    abs_err = xp.abs(x - y)
+    quadratic = at_most(xp, abs_err, delta)
+    return 0.5 * xp.square(quadratic) + delta * (abs_err - quadratic)
+
+
+def log_cosh_loss(xp: Any, x: Any, y: Any) -> Any:
+    """``log cosh(a)`` as ``log1p(u^2 / (2 (1 + u)))`` with ``u = expm1(|a|)``.
+
+    ``cosh(a) - 1 = u^2 / (2 (1 + u))`` has no cancellation for any error, so
+    small errors keep their loss (1e-4 gives 5e-9) with one select-free
+    formula.  ``|a|`` is capped at 20, where the loss has become
+    ``|a| - log 2``, and the rest is added back, so nothing overflows.
+    """
+    a = xp.abs(x - y)
+    c = at_most(xp, a, LOG_COSH_LINEAR)
+    u = xp.expm1(c)
+    return xp.log1p(u * u / (2.0 + 2.0 * u)) + (a - c)
+
+
+def gaussian_nll_loss(xp: Any, x: Any, y: Any, v: Any, full: bool, floor: float) -> Any:
+    """``(log v + r^2 / v) / 2`` with ``v = max(vars, eps)``, as
+    ``(r / 2)(r / v)``: the square alone may overflow."""
+    v = at_least(xp, v, floor)
+    residual = y - x
+    loss = 0.5 * xp.log(v) + (0.5 * residual) * (residual / v)
+    return loss + HALF_LOG_2PI if full else loss
+
+
+# --------------------------------------------------------------------- embedding
+
+
+def scaled_cosine(xp: Any, a: Any, b: Any, axis: int, floor: float) -> tuple[Any, Any]:
+    """The cosine of ``a`` and ``b`` along ``axis``, each vector scaled by its
+    largest magnitude first, and whether ``||a|| ||b|| >= floor``.  Nothing
+    overflows or underflows on the way; the scales are constants for
+    autodiff (their derivative would bring ``1 / scale^2``)."""
+    scale_a = stop_gradient(xp, xp.max(xp.abs(a), axis=axis, keepdims=True))
+    scale_b = stop_gradient(xp, xp.max(xp.abs(b), axis=axis, keepdims=True))
+    ua = a / _nonzero(xp, scale_a)  # largest entry of magnitude 1 (or all zero)
+    ub = b / _nonzero(xp, scale_b)
+    dot = xp.sum(ua * ub, axis=axis)
+    norm_ua = xp.sqrt(_nonzero(xp, xp.sum(xp.square(ua), axis=axis)))
+    norm_ub = xp.sqrt(_nonzero(xp, xp.sum(xp.square(ub), axis=axis)))
+    scale_a, scale_b = xp.squeeze(scale_a, axis=axis), xp.squeeze(scale_b, axis=axis)
+    # ||a|| ||b|| >= eps through square roots, so two huge norms cannot overflow.
+    root_scale = xp.sqrt(scale_a) * xp.sqrt(scale_b)
+    above = root_scale >= math.sqrt(floor) / xp.sqrt(norm_ua * norm_ub)
+    return dot / (norm_ua * norm_ub), above
+
+
+def cosine_similarity_loss(xp: Any, a: Any, b: Any, axis: int, floor: float) -> Any:
+    """``a . b / max(||a|| ||b||, eps)``: the scaled cosine where the norms'
+    product reaches eps; below it the plain dot product over eps (which also
+    gives the right gradient at a zero vector)."""
+    cosine, above = scaled_cosine(xp, a, b, axis, floor)
+    masked = xp.expand_dims(above, axis=axis)
+    a_below = xp.where(masked, xp.zeros_like(a), a)
+    b_below = xp.where(masked, xp.zeros_like(b), b)
+    below = xp.sum(a_below * b_below, axis=axis) / (floor if floor > 0 else 1.0)
+    return xp.where(above, cosine, below)
+
+
+def distance(xp: Any, diff: Any, p: float, eps: float, axis: int) -> Any:
+    """``(sum |diff|^p + eps) ** (1/p)`` along ``axis``.
+
+    Written as ``s (sum (|diff|/s)^p + eps/s^p) ** (1/p)`` with ``s`` the
+    largest of ``|diff|`` and ``eps ** (1/p)``: the powers lie in ``[0, 1]``,
+    so large differences do not overflow and tiny ones do not underflow.  The
+    value does not depend on ``s``, a constant for autodiff.
+    """
+    magnitude = xp.abs(diff)
+    if p == 1:
+        return xp.sum(magnitude, axis=axis) + eps
+    floor = eps ** (1.0 / p)
+    scale = stop_gradient(xp, at_least(xp, xp.max(magnitude, axis=axis, keepdims=True), floor))
+    scale = _nonzero(xp, scale)  # all-zero differences with eps = 0
+    scaled = magnitude / scale
+    scale = xp.squeeze(scale, axis=axis)
+    if p == 2:
+        return scale * xp.sqrt(xp.sum(xp.square(scaled), axis=axis) + xp.square(floor / scale))
+    inner = xp.sum(xp.pow(scaled, p), axis=axis) + xp.pow(floor / scale, p)
+    return scale * xp.pow(inner, 1.0 / p)
+
+
+def triplet_loss(
+    xp: Any, a: Any, pos: Any, neg: Any, axis: int, p: float, margin: float, eps: float
+) -> Any:
+    gap = distance(xp, a - pos, p, eps, axis) - distance(xp, a - neg, p, eps, axis)
+    return at_least(xp, gap + margin, 0.0)
+
+
+def margin_ranking_loss(xp: Any, x1: Any, x2: Any, y: Any, margin: float) -> Any:
+    return at_least(xp, margin - y * (x1 - x2), 0.0)
+
+
+# --------------------------------------------------------------------- one call
+
+# Losses whose second array holds class indices (kept in their integer dtype).
+_INDEXED = frozenset({"cross_entropy", "nll_loss"})
+
+
+def evaluate(
+    xp: Any,
+    name: str,
+    params: tuple[Any, ...],
+    reduction: str,
+    out_dtype: Any,
+    dtype: Any,
+    weighted: bool,
+    *arrays: Any,
+) -> Any:
+    """The whole computation of one call of loss ``name``.
+
+    ``arrays`` are the loss's arrays in its order, with the per-example
+    weights last when ``weighted``; every array is computed in ``dtype``
+    except class indices.  The formula's loss is multiplied by the weights,
+    reduced, and returned in ``out_dtype``.
+    """
+    if weighted:
+        *arrays, weights = arrays
+    cast = [
+        a if (i == 1 and name in _INDEXED and not xp.isdtype(a.dtype, "real floating"))
+        else astype(xp, a, dtype)
+        for i, a in enumerate(arrays)
+    ]
+    loss = FORMULAS[name](xp, *cast, *params)
+    if weighted:
+        loss = loss * astype(xp, weights, dtype)
+    return reduce(xp, loss, reduction, out_dtype)
+
+
+FORMULAS = {
+    f.__name__: f
+    for f in (
+        binary_cross_entropy,
+        cosine_similarity_loss,
+        cross_entropy,
+        gaussian_nll_loss,
+        hinge_loss,
+        huber_loss,
+        kl_div_loss,
+        l1_loss,
+        log_cosh_loss,
+        margin_ranking_loss,
+        mse_loss,
+        nll_loss,
+        smooth_l1_loss,
+        triplet_loss,
+    )
+}
