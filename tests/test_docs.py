@@ -100,6 +100,53 @@ def test_tables_have_the_same_cells_in_every_row(page):
         assert set(cells) == {cells[0]}, f"{page}: a row of the table starting {table[0]!r} has a stray |"
 
 
+README = DOCS.parent / "README.md"
+_NO_OTHER_LIBRARY = """
+import sys
+
+class _Missing:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("torch", "jax", "jaxlib", "mlx", "dask", "cupy", "numba"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+
+sys.meta_path.insert(0, _Missing())
+"""
+
+
+def _readme_blocks(language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", README.read_text(encoding="utf-8"), re.MULTILINE | re.DOTALL)
+
+
+def test_readme_numpy_example_needs_only_numpy():
+    """The README's first example runs where NumPy is the only array library; the PyTorch one after it."""
+    numpy_part, torch_part = _readme_blocks("python")[:2]
+    alone = subprocess.run([sys.executable, "-c", _NO_OTHER_LIBRARY + numpy_part], capture_output=True, text=True)
+    assert alone.returncode == 0, alone.stderr
+    both = subprocess.run(
+        [sys.executable, "-c", numpy_part + torch_part + "\nprint(x.grad.tolist())"], capture_output=True, text=True
+    )
+    assert both.returncode == 0, both.stderr
+    assert [[round(g, 4) for g in row] for row in json.loads(both.stdout)] == [[-0.0237, 0.0237], [0.0237, -0.0237]]
+
+
+def _extras_installed(text: str) -> list[str]:
+    return re.findall(r'^pip install "?\.(?:\[(\w+)\])?"?\s', text, re.MULTILINE)
+
+
+def test_install_lists_agree_with_the_extras():
+    """The README and the docs' index list the same installs, each an extra that pyproject.toml has."""
+    pyproject = (DOCS.parent / "pyproject.toml").read_text(encoding="utf-8")
+    section = pyproject.split("[project.optional-dependencies]\n", 1)[1].split("\n[", 1)[0]
+    extras = re.findall(r"^([\w-]+) = \[", section, re.MULTILINE)
+    assert "torch" in extras and "demo" in extras
+    readme = _extras_installed(README.read_text(encoding="utf-8"))
+    index = _extras_installed((DOCS / "index.md").read_text(encoding="utf-8"))
+    assert readme == index
+    assert readme[0] == ""  # plain ``pip install .`` first
+    assert set(readme[1:]) <= set(extras)
+    assert "pip install anyloss" not in README.read_text(encoding="utf-8")  # not on PyPI
+
+
 # ----------------------------------------------------------------------- the built site
 #
 # The pages as a reader gets them: built as CI builds them (warnings are errors), then
