@@ -220,6 +220,56 @@ def margin_ranking_loss(xp: Any, x1: Any, x2: Any, y: Any, margin: float) -> Any
     return at_least(xp, margin - y * (x1 - x2), 0.0)
 
 
+# ----------------------------------------------------------------- plain forms
+#
+# Cheaper forms of a formula without its safeguard, each with the condition
+# under which it equals the formula (to a few ulps).  A fast path computes the
+# plain form, tests the condition (a 0-d bool: on the host, or with the
+# library's conditional) and runs the formula above only where it fails.
+
+
+def exact_sums_floor(xp: Any, dtype: Any, n: int) -> float:
+    """The least sum of ``n`` squares that is exact to an ulp: each square
+    below the smallest normal number may be flushed to zero (XLA on the CPU
+    does), losing up to ``tiny`` each."""
+    info = xp.finfo(dtype)
+    return float(n * info.smallest_normal / info.eps)
+
+
+def cosine_plain(xp: Any, a: Any, b: Any, axis: int, floor: float) -> tuple[Any, Any]:
+    """``a . b / max(||a|| ||b||, eps)`` from the unscaled sums, and whether
+    that is :func:`cosine_similarity_loss`: every squared norm finite and
+    large enough for its squares to be exact (no zero, huge or tiny vector)."""
+    dot = xp.sum(a * b, axis=axis)
+    aa = xp.sum(xp.square(a), axis=axis)
+    bb = xp.sum(xp.square(b), axis=axis)
+    low, high = exact_sums_floor(xp, a.dtype, a.shape[axis]), float(xp.finfo(a.dtype).max)
+    exact = xp.all((aa >= low) & (aa <= high) & (bb >= low) & (bb <= high))
+    loss = dot / at_least(xp, xp.sqrt(aa) * xp.sqrt(bb), floor)
+    return loss, exact
+
+
+def triplet_plain(
+    xp: Any, a: Any, pos: Any, neg: Any, axis: int, margin: float, eps: float
+) -> tuple[Any, Any]:
+    """The triplet loss with p = 2 from the unscaled ``sqrt(sum d^2 + eps)``,
+    and whether that is :func:`triplet_loss`: every sum finite and large
+    enough for its squares to be exact."""
+    sp = xp.sum(xp.square(a - pos), axis=axis) + eps
+    sn = xp.sum(xp.square(a - neg), axis=axis) + eps
+    low, high = exact_sums_floor(xp, a.dtype, a.shape[axis]), float(xp.finfo(a.dtype).max)
+    exact = xp.all((sp >= low) & (sp <= high) & (sn >= low) & (sn <= high))
+    return at_least(xp, xp.sqrt(sp) - xp.sqrt(sn) + margin, 0.0), exact
+
+
+def kl_div_plain(xp: Any, x: Any, t: Any, axis: int) -> tuple[Any, Any]:
+    """``sum(exp(t) (t - x))`` without the ``0 log 0`` guard, and whether that
+    is :func:`kl_div_loss`: no row is nan (the guard changes only the nan
+    that ``0 * inf`` makes)."""
+    loss = xp.sum(xp.exp(t) * (t - x), axis=axis)
+    return loss, ~xp.any(xp.isnan(loss))
+
+
 # --------------------------------------------------------------------- one call
 
 # Losses whose second array holds class indices (kept in their integer dtype).
