@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import time
+
 import numpy as np
 import pytest
 
@@ -82,6 +85,62 @@ def test_main_runs_and_saves_plot(tmp_path, capsys):
         assert f"training on {backend}" in out
     assert "accuracy" in out
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_time_columns_say_what_they_measure(capsys):
+    assert demo.main(["--backend", "torch", "--task", "breast_cancer", "--epochs", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if "held-out result" in line)
+    assert header.split()[-2:] == ["train", "total"]
+    row = next(line for line in lines if "binary_cross_entropy" in line)
+    train, total = (float(cell.rstrip("s")) for cell in row.split()[-2:])
+    assert 0 < train <= total
+    assert any(line.startswith("train: the training steps") for line in lines)
+    assert any(line.startswith("total: the whole task") for line in lines)
+    assert max(len(line) for line in lines) <= 90
+
+
+@pytest.mark.parametrize("backend", demo.BACKENDS)
+def test_train_reports_each_stage_before_the_first_epoch(backend):
+    events = []
+    result = demo.train(
+        "breast_cancer", backend, epochs=2,
+        stage=lambda what: events.append(what), progress=lambda *args: events.append(args[:2]),
+    )
+    first_step = demo.get_backend(backend).first_step
+    assert events == [f"starting {backend}", "loading the data", first_step, (1, 2), (2, 2)]
+    if backend == "jax":
+        assert "compiling" in first_step
+    assert 0 < result.seconds <= result.total_seconds
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_shows_the_stage_then_the_epochs_then_clears():
+    screen = _Terminal()
+    bar = demo._Progress("digits, cross_entropy", stream=screen)
+    bar.stage("loading the data")
+    assert "digits, cross_entropy" in screen.getvalue()
+    assert "loading the data..." in screen.getvalue()
+    bar(3, 10, 0.25)
+    assert "3/10 epochs" in screen.getvalue().rsplit("\r", 1)[-1]
+    bar.close()
+    assert screen.getvalue().endswith("\r\033[K")
+    written = len(screen.getvalue())
+    time.sleep(3 * demo._Progress.TICK)
+    assert len(screen.getvalue()) == written  # the clock stops with the task
+
+
+def test_progress_writes_nothing_where_there_is_no_terminal():
+    stream = io.StringIO()
+    bar = demo._Progress("digits, cross_entropy", stream=stream)
+    bar.stage("loading the data")
+    bar(1, 2, 0.5)
+    bar.close()
+    assert stream.getvalue() == ""
 
 
 def test_main_rejects_bad_arguments(capsys):

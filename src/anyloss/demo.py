@@ -28,6 +28,7 @@ import importlib.util
 import math
 import sys
 import textwrap
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional
@@ -73,6 +74,7 @@ class _Backend:
     """The three things a library must provide: arrays, gradients, and back to NumPy."""
 
     name: str
+    first_step = "first training step"  # what the first call of the step does, in words
 
     def asarray(self, a: np.ndarray) -> Any:
         raise NotImplementedError
@@ -132,6 +134,7 @@ class _Torch(_Backend):
 
 class _Jax(_Backend):
     name = "jax"
+    first_step = "compiling the training step (jax.jit)"
 
     def __init__(self) -> None:
         import jax
@@ -321,7 +324,8 @@ class Result:
     metric: str  # what ``value`` measures
     value: float  # the held-out metric
     losses: list[float] = field(default_factory=list)  # mean training loss per epoch
-    seconds: float = 0.0
+    seconds: float = 0.0  # the training steps of every epoch, the first (which compiles) included
+    total_seconds: float = 0.0  # all of train(): the library, the data, training and evaluation
     extra: str = ""  # a second held-out number, in words
     details: dict = field(default_factory=dict)  # the numbers behind ``extra``
 
@@ -350,6 +354,7 @@ def train(
     epochs: Optional[int] = None,
     seed: int = 0,
     progress: Optional[Callable[[int, int, float], None]] = None,
+    stage: Optional[Callable[[str], None]] = None,
 ) -> Result:
     """Train the task's model on ``backend`` and evaluate it on held-out data.
 
@@ -359,15 +364,22 @@ def train(
         epochs: Passes over the training set; default: the task's own number.
         seed: Seeds the initial weights, the batches and the train/test split.
         progress: Called as ``progress(epoch, epochs, loss)`` after each epoch.
+        stage: Called as ``stage(what)`` before each step that comes before the
+            first epoch ends: starting the library, loading the data, the first
+            training step (where the library compiles it).
 
     Returns:
-        Result: The held-out metric and the training curve.
+        Result: The held-out metric, the training curve and the times.
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    begin = time.perf_counter()
+    say = stage if stage is not None else (lambda what: None)
+    say(f"starting {backend}")
     lib = get_backend(backend)
     default_epochs, hidden, lr, batch = _SETTINGS[task]
     epochs = default_epochs if epochs is None else epochs
+    say("loading the data")
     data = load_data(task, seed)
     n_in = data.x_train.shape[1]
     n_out = {"digits": 10, "diabetes_gaussian": 2}.get(task, 1)
@@ -385,13 +397,16 @@ def train(
     # Full batches only, so that every step has the same shape (one jit trace).
     n = len(data.x_train)
     n_batches = n // batch
-    start = time.perf_counter()
     losses: list[float] = []
+    seconds = 0.0
     with lib.session():
         for epoch in range(epochs):
             order = rng.permutation(n)
             total = 0.0
+            start = time.perf_counter()
             for b in range(n_batches):
+                if epoch == 0 and b == 0:
+                    say(lib.first_step)
                 idx = order[b * batch : (b + 1) * batch]
                 x = lib.asarray(data.x_train[idx])
                 y = lib.asarray(data.y_train[idx])
@@ -399,12 +414,14 @@ def train(
                 t = adam.corrections(epoch * n_batches + b + 1)
                 loss, params, state = step(params, state, x, y, t)
                 total += float(lib.to_numpy(loss))
+            seconds += time.perf_counter() - start
             losses.append(total / n_batches)
             if progress is not None:
                 progress(epoch + 1, epochs, losses[-1])
         out = lib.to_numpy(_forward(params, lib.asarray(data.x_test))).astype(np.float64)
-    seconds = time.perf_counter() - start
-    return _evaluate(task, backend, out, data, losses, seconds)
+    result = _evaluate(task, backend, out, data, losses, seconds)
+    result.total_seconds = time.perf_counter() - begin
+    return result
 
 
 def _evaluate(task: str, backend: str, out: np.ndarray, data: _Data, losses: list, seconds: float) -> Result:
@@ -419,14 +436,14 @@ def _evaluate(task: str, backend: str, out: np.ndarray, data: _Data, losses: lis
         if task == "diabetes_huber":
             result.metric = "mean abs. error"
             result.value = float(np.mean(np.abs(mean - data.y_test)))
-            result.extra = f"the mean alone: {baseline:.1f}"
+            result.extra = f"mean alone: {baseline:.1f}"
             result.details = {"baseline": baseline}
         else:
             std = np.sqrt(np.logaddexp(0.0, out[:, 1]) + 1e-3) * data.y_scale
             result.metric = "mean abs. error"
             result.value = float(np.mean(np.abs(mean - data.y_test)))
             inside = float(np.mean(np.abs(mean - data.y_test) <= 2 * std))
-            result.extra = f"{inside:.0%} within 2 predicted sd"
+            result.extra = f"{inside:.0%} within 2 sd"
             result.details = {"baseline": baseline, "within_2sd": inside}
     return result
 
@@ -435,43 +452,68 @@ def _evaluate(task: str, backend: str, out: np.ndarray, data: _Data, losses: lis
 
 
 class _Progress:
-    """A one-line progress bar on a terminal; a single closing line elsewhere."""
+    """One line on a terminal, rewritten as the task goes: what it is doing before
+    training starts (starting the library, loading the data, the first step, which
+    compiles), then a bar of the epochs, with a clock that runs on while a step takes
+    long. Nothing where the stream is not a terminal."""
+
+    TICK = 0.25  # seconds between redraws of the clock
 
     def __init__(self, label: str, stream: Any = None, width: int = 24) -> None:
         self.label, self.width = label, width
         self.stream = stream if stream is not None else sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.start = time.perf_counter()
+        self.text = ""
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        if self.tty:
+            threading.Thread(target=self._tick, daemon=True).start()
+
+    def _tick(self) -> None:
+        while not self._done.wait(self.TICK):
+            self._draw()
+
+    def _draw(self) -> None:
+        with self._lock:
+            if self.tty and self.text and not self._done.is_set():
+                elapsed = time.perf_counter() - self.start
+                self.stream.write(f"\r\033[K  {self.label:<36} {self.text}  {elapsed:5.1f}s")
+                self.stream.flush()
+
+    def stage(self, what: str) -> None:
+        self.text = f"{what}..."
+        self._draw()
 
     def __call__(self, epoch: int, epochs: int, loss: float) -> None:
-        if not self.tty:
-            return
         filled = round(self.width * epoch / epochs)
         bar = "█" * filled + "·" * (self.width - filled)
-        line = (
-            f"\r  {self.label:<36} {bar} {epoch:>3}/{epochs} epochs  "
-            f"loss {loss:8.4f}  {time.perf_counter() - self.start:5.1f}s"
-        )
-        self.stream.write(line)
-        self.stream.flush()
+        self.text = f"{bar} {epoch:>3}/{epochs} epochs  loss {loss:8.4f}"
+        self._draw()
 
     def close(self) -> None:
-        if self.tty:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+        with self._lock:
+            self._done.set()
+            if self.tty:
+                self.stream.write("\r\033[K")
+                self.stream.flush()
 
 
-def _run(task: str, backend: str, epochs: Optional[int], seed: int) -> Result:
-    bar = _Progress(f"{_TITLE[task]}, {_LOSS_NAME[task]}")
+_ROW = "  {:<13} {:<20} {:<39} {:>6} {:>6}"
+_TIMES = (
+    "train: the training steps, the first one (which compiles, on JAX) included;\n"
+    "total: the whole task, from starting the library and loading the data to the result"
+)
+
+
+def _run(task: str, backend: str, epochs: Optional[int], seed: int, stream: Any = None) -> Result:
+    bar = _Progress(f"{_TITLE[task]}, {_LOSS_NAME[task]}", stream=stream)
     try:
-        result = train(task, backend, epochs=epochs, seed=seed, progress=bar)
+        result = train(task, backend, epochs=epochs, seed=seed, progress=bar, stage=bar.stage)
     finally:
         bar.close()
-    seconds = time.perf_counter() - bar.start  # data loading and compilation included
-    print(
-        f"  {_TITLE[task]:<14} {_LOSS_NAME[task]:<21} {result.summary():<48} {seconds:5.1f}s",
-        flush=True,
-    )
+    times = (f"{result.seconds:.1f}s", f"{result.total_seconds:.1f}s")
+    print(_ROW.format(_TITLE[task], _LOSS_NAME[task], result.summary(), *times), flush=True)
     return result
 
 
@@ -556,9 +598,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     if not installed:
-        parser.error("none of torch, jax, mlx is installed; try: pip install 'anyloss[demo,torch]'")
+        parser.error("none of torch, jax, mlx is installed; install one: pip install torch (or jax, or 'mlx[cpu]')")
     if importlib.util.find_spec("sklearn") is None:
-        parser.error("the demo needs scikit-learn for its data; try: pip install 'anyloss[demo]'")
+        parser.error("the demo needs scikit-learn for its data: pip install scikit-learn matplotlib")
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs must be at least 1")
     if args.backend and args.backend not in installed:
@@ -570,9 +612,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     results = []
     for backend in backends:
         print(f"anyloss {anyloss.__version__}: training on {backend}, gradients by {_GRADIENT[backend]}")
-        print(f"  {'data':<14} {'loss':<21} {'held-out result':<48} {'time':>6}")
+        print(_ROW.format("data", "loss", "held-out result", "train", "total"), flush=True)
         for task in tasks:
             results.append(_run(task, backend, args.epochs, args.seed))
+    print(_TIMES)
     print(f"done in {time.perf_counter() - start:.1f}s")
 
     if args.all:
