@@ -314,19 +314,34 @@ def check_reduction(func: str, reduction: Any) -> None:
 # --------------------------------------------------------------------- numeric pieces
 
 
-def gather(xp: Any, x: Any, indices: Any, axis: int) -> Any:
-    """``x`` at ``indices`` along ``axis``; ``indices`` has x's shape without ``axis``."""
+def gather(xp: Any, x: Any, indices: Any, axis: int, guard: bool = False) -> Any:
+    """``x`` at ``indices`` along ``axis``; ``indices`` has x's shape without ``axis``.
+
+    With ``guard`` an index outside ``[0, n)`` gives NaN, never a plausible
+    number and never a read out of bounds: for indices whose values could not
+    be checked (under a trace, on a device, lazy).
+    """
+    n = x.shape[axis]
+    if guard:
+        valid = (indices >= 0) & (indices < n)
+        indices = xp.where(valid, indices, xp.zeros_like(indices))
     if hasattr(xp, "take_along_axis"):
         if is_namespace(xp, "torch") and indices.dtype != xp.int64:
             indices = xp.astype(indices, xp.int64)
         picked = xp.take_along_axis(x, xp.expand_dims(indices, axis=axis), axis=axis)
-        return xp.squeeze(picked, axis=axis)
-    # Namespaces without take_along_axis (Dask): select with a one-hot mask.
-    shape = [1] * x.ndim
-    shape[axis] = x.shape[axis]
-    classes = xp.reshape(xp.arange(x.shape[axis], dtype=indices.dtype), tuple(shape))
-    mask = xp.expand_dims(indices, axis=axis) == classes
-    return xp.sum(xp.where(mask, x, xp.zeros_like(x)), axis=axis)
+        picked = xp.squeeze(picked, axis=axis)
+    else:
+        # Namespaces without take_along_axis (Dask): select with a one-hot mask,
+        # the classes counted in the default integer dtype (a narrow index dtype
+        # would wrap).
+        shape = [1] * x.ndim
+        shape[axis] = n
+        classes = xp.reshape(xp.arange(n), tuple(shape))
+        mask = xp.expand_dims(indices, axis=axis) == classes
+        picked = xp.sum(xp.where(mask, x, xp.zeros_like(x)), axis=axis)
+    if guard:
+        picked = xp.where(valid, picked, xp.full_like(picked, math.nan))
+    return picked
 
 
 def xlogy_like(xp: Any, p: Any, y: Any) -> Any:

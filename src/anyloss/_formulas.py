@@ -47,17 +47,19 @@ def shifted_logsumexp(xp: Any, z: Any, axis: int) -> Any:
 
 
 def cross_entropy(
-    xp: Any, logits: Any, targets: Any, axis: int, smoothing: float, probabilities: bool
+    xp: Any, logits: Any, targets: Any, axis: int, smoothing: float, probabilities: bool,
+    guard: bool,
 ) -> Any:
     """``logsumexp(x) - (1 - s) score - s mean(x)``, from the shifted logits
     ``z = x - max`` (a constant for autodiff); ``score`` is the target's
-    ``z`` or ``sum(p z)`` with ``0 * z = 0``."""
+    ``z`` or ``sum(p z)`` with ``0 * z = 0``.  ``guard``: class indices whose
+    range was not checked give NaN where out of range."""
     z = logits - stop_gradient(xp, xp.max(logits, axis=axis, keepdims=True))
     loss = shifted_logsumexp(xp, z, axis)
     if probabilities:
         score = xp.sum(xlogy_like(xp, targets, z), axis=axis)
     else:
-        score = gather(xp, z, targets, axis)
+        score = gather(xp, z, targets, axis, guard)
     if smoothing == 0:
         return loss - score
     # The mean as a sum of z / n: the sum of z itself may overflow.
@@ -86,8 +88,8 @@ def binary_cross_entropy(xp: Any, x: Any, t: Any, with_logits: bool) -> Any:
     return -(t * log_p + (1.0 - t) * log_1mp)
 
 
-def nll_loss(xp: Any, inputs: Any, targets: Any, axis: int) -> Any:
-    return -gather(xp, inputs, targets, axis)
+def nll_loss(xp: Any, inputs: Any, targets: Any, axis: int, guard: bool) -> Any:
+    return -gather(xp, inputs, targets, axis, guard)
 
 
 def kl_div_loss(xp: Any, x: Any, t: Any, axis: int) -> Any:

@@ -26,15 +26,21 @@ from ._common import (
 Array = Any
 
 
-def _check_class_indices(xp: Any, func: str, targets: Array, num_classes: int) -> None:
+def _check_class_indices(xp: Any, func: str, targets: Array, num_classes: int) -> bool:
+    """Check the class indices' dtype, and their range where the values can be
+    read (or the fast path reads them); whether the formula must guard them."""
     check_integer(xp, func, "targets", targets)
-    if not _native.checks_class_indices(xp, targets) and values_known(xp, targets):
-        lo, hi = value_range(xp, targets)
-        if lo < 0 or hi >= num_classes:
-            raise ValueError(
-                f"{func}: targets holds class indices from {int(lo)} to {int(hi)}, but the class "
-                f"axis has {num_classes} entries; expected 0 <= index < {num_classes}"
-            )
+    if _native.checks_class_indices(xp, targets):
+        return False
+    if not values_known(xp, targets):
+        return True
+    lo, hi = value_range(xp, targets)
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(
+            f"{func}: targets holds class indices from {int(lo)} to {int(hi)}, but the class "
+            f"axis has {num_classes} entries; expected 0 <= index < {num_classes}"
+        )
+    return False
 
 
 def cross_entropy(
@@ -101,13 +107,12 @@ def cross_entropy(
             f"{drop_axis(shape_of(logits), ax)} or probabilities of shape {shape_of(logits)}"
         )
     check_weights(func, weights, drop_axis(shape_of(logits), ax))
-    if not probabilities:
-        _check_class_indices(xp, func, targets, shape_of(logits)[ax])
+    guard = not probabilities and _check_class_indices(xp, func, targets, shape_of(logits)[ax])
     out_dtype, dtype = float_dtypes(
         xp, func, logits=logits, targets=targets if probabilities else None, weights=weights
     )
     return _native.call(
-        xp, func, (ax, smoothing, probabilities), reduction, out_dtype, dtype,
+        xp, func, (ax, smoothing, probabilities, guard), reduction, out_dtype, dtype,
         weights is not None, logits, targets, *(() if weights is None else (weights,)),
     )
 
@@ -212,9 +217,9 @@ def nll_loss(
             f"{func}: targets has shape {shape_of(targets)}, but inputs has shape "
             f"{shape_of(inputs)}; expected class indices of shape {expected}"
         )
-    _check_class_indices(xp, func, targets, shape_of(inputs)[ax])
+    guard = _check_class_indices(xp, func, targets, shape_of(inputs)[ax])
     out_dtype, dtype = float_dtypes(xp, func, inputs=inputs)
-    return _native.call(xp, func, (ax,), reduction, out_dtype, dtype, False, inputs, targets)
+    return _native.call(xp, func, (ax, guard), reduction, out_dtype, dtype, False, inputs, targets)
 
 
 def kl_div_loss(

@@ -26,6 +26,7 @@ import os
 import threading
 from typing import Any, Iterator
 
+from .._common import _torch_compiling
 from .._formulas import evaluate
 
 _ENV_PORTABLE: bool = os.environ.get("ANYLOSS_PORTABLE", "") not in ("", "0")
@@ -68,6 +69,8 @@ def module(xp: Any) -> Any:
         return _MODULES[xp]
     except KeyError:
         pass
+    if _torch_compiling():
+        return None  # no import while torch.compile traces; the portable code runs
     library = _LIBRARIES.get(getattr(xp, "__name__", ""))
     found = importlib.import_module(f"{__name__}.{library}") if library else None
     _MODULES[xp] = found
