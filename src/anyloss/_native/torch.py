@@ -94,7 +94,7 @@ def _weighted_reduce(xp, loss, weights, reduction, out_dtype, dtype):
 
 
 def _cross_entropy(xp, params, reduction, out_dtype, dtype, weighted, logits, targets, *weights):
-    axis, smoothing, probabilities = params
+    axis, smoothing, probabilities, _ = params
     if probabilities:
         return NotImplemented
     loss = _indexed("cross_entropy", F.cross_entropy, _cast(logits, dtype), targets, axis,
@@ -109,7 +109,7 @@ def _cross_entropy(xp, params, reduction, out_dtype, dtype, weighted, logits, ta
 
 
 def _nll(xp, params, reduction, out_dtype, dtype, weighted, inputs, targets):
-    (axis,) = params
+    axis, _ = params
     x = _cast(inputs, dtype)
     return _out(_indexed("nll_loss", F.nll_loss, x, targets, axis, reduction=reduction), out_dtype)
 
