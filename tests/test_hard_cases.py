@@ -672,3 +672,34 @@ def test_gradient(case: GradCase, lib: str, path: str):
         got = GRADIENTS[lib](case)
     ok, why = gradient_right(got, _grad_expected(case), case.dtype)
     assert ok, f"gradient of {case.loss} wrt {case.wrt} ({case.id}) on {lib}: {why}"
+
+
+# ------------------------------------------------------------ non-finite inputs
+
+_INF_ROW = np.array([[1.0, np.inf, 2.0]], dtype=np.float32)
+_NAN_ROW = np.array([[np.nan, 1.0, 2.0]], dtype=np.float32)
+_ONES = np.ones((1, 3), dtype=np.float32)
+_ZEROS = np.zeros((1, 3), dtype=np.float32)
+
+# (loss, arrays, expected): a similarity lies in [-1, 1], so an infinite entry
+# makes it undefined (NaN, as MLX and PyTorch give), never +-inf; a distance
+# with an infinite entry is infinite, and inf - inf is undefined.
+NON_FINITE = [
+    ("cosine-inf-entry", "cosine_similarity_loss", (_INF_ROW, _ONES), math.nan),
+    ("cosine-nan-entry", "cosine_similarity_loss", (_NAN_ROW, _ONES), math.nan),
+    ("triplet-inf-anchor", "triplet_loss", (_INF_ROW, _ZEROS, _ZEROS), math.nan),
+    ("triplet-inf-positive", "triplet_loss", (_ZEROS, _INF_ROW, _ZEROS), math.inf),
+    ("triplet-inf-negative", "triplet_loss", (_ZEROS, _ZEROS, _INF_ROW), 0.0),
+]
+
+
+@pytest.mark.parametrize("path", ("fast", "portable"))
+@pytest.mark.parametrize("lib", ("numpy", "torch", "jax", "mlx"))
+@pytest.mark.parametrize(("name", "loss", "arrays", "expected"), NON_FINITE, ids=[c[0] for c in NON_FINITE])
+def test_non_finite_input(name, loss, arrays, expected, lib, path):
+    with _path(path):
+        got = float(to_numpy(getattr(anyloss, loss)(*(to_lib(lib, a) for a in arrays)))[0])
+    if math.isnan(expected):
+        assert math.isnan(got), f"{name} on {lib}: got {got}, expected nan"
+    else:
+        assert got == expected, f"{name} on {lib}: got {got}, expected {expected}"

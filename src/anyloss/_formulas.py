@@ -26,8 +26,14 @@ LOG_COSH_LINEAR = 20.0
 
 
 def _nonzero(xp: Any, x: Any) -> Any:
-    """``x`` with zeros replaced by ones, for dividing by a norm or a scale."""
+    """``x`` with zeros replaced by ones, for dividing by a norm."""
     return xp.where(x == 0, xp.ones_like(x), x)
+
+
+def _scale(xp: Any, s: Any) -> Any:
+    """A largest magnitude to divide by: 1 where it is 0 (nothing to scale)
+    or infinite (the infinite entry then carries through as itself)."""
+    return xp.where((s == 0) | (s == math.inf), xp.ones_like(s), s)
 
 
 # ---------------------------------------------------------------- classification
@@ -165,15 +171,16 @@ def scaled_cosine(xp: Any, a: Any, b: Any, axis: int, floor: float) -> tuple[Any
     autodiff (their derivative would bring ``1 / scale^2``)."""
     scale_a = stop_gradient(xp, xp.max(xp.abs(a), axis=axis, keepdims=True))
     scale_b = stop_gradient(xp, xp.max(xp.abs(b), axis=axis, keepdims=True))
-    ua = a / _nonzero(xp, scale_a)  # largest entry of magnitude 1 (or all zero)
-    ub = b / _nonzero(xp, scale_b)
+    ua = a / _scale(xp, scale_a)  # largest entry of magnitude 1 (or all zero)
+    ub = b / _scale(xp, scale_b)
     dot = xp.sum(ua * ub, axis=axis)
     norm_ua = xp.sqrt(_nonzero(xp, xp.sum(xp.square(ua), axis=axis)))
     norm_ub = xp.sqrt(_nonzero(xp, xp.sum(xp.square(ub), axis=axis)))
     scale_a, scale_b = xp.squeeze(scale_a, axis=axis), xp.squeeze(scale_b, axis=axis)
-    # ||a|| ||b|| >= eps through square roots, so two huge norms cannot overflow.
+    # ||a|| ||b|| >= eps through square roots, so two huge norms cannot
+    # overflow; NaN (from a NaN or infinite entry) counts as above.
     root_scale = xp.sqrt(scale_a) * xp.sqrt(scale_b)
-    above = root_scale >= math.sqrt(floor) / xp.sqrt(norm_ua * norm_ub)
+    above = ~(root_scale < math.sqrt(floor) / xp.sqrt(norm_ua * norm_ub))
     return dot / (norm_ua * norm_ub), above
 
 
@@ -202,7 +209,7 @@ def distance(xp: Any, diff: Any, p: float, eps: float, axis: int) -> Any:
         return xp.sum(magnitude, axis=axis) + eps
     floor = eps ** (1.0 / p)
     scale = stop_gradient(xp, at_least(xp, xp.max(magnitude, axis=axis, keepdims=True), floor))
-    scale = _nonzero(xp, scale)  # all-zero differences with eps = 0
+    scale = _scale(xp, scale)  # all-zero differences with eps = 0, or an infinite one
     scaled = magnitude / scale
     scale = xp.squeeze(scale, axis=axis)
     if p == 2:
