@@ -475,3 +475,35 @@ def test_dask_graphs_are_not_computed_by_the_checks():
     assert computed == []
     out.compute()
     assert computed, "the marker must see a computation (this test would not notice one otherwise)"
+
+
+# ------------------------------------------- mistakes caught where values are on the host
+
+
+@pytest.mark.parametrize("lib", ["numpy", "array_api_strict", "torch", "jax"])
+@pytest.mark.parametrize(
+    ("loss", "args", "kwargs", "message"),
+    [
+        ("binary_cross_entropy", ([0.1, 0.2], [1, 2]), {}, "targets must be probabilities in [0, 1]"),
+        ("binary_cross_entropy", ([0.1, 0.2], [-1.0, 1.0]), {}, "(targets + 1) / 2"),
+        ("binary_cross_entropy", ([0.1, 0.2], [0.0, 1.5]), {"with_logits": False},
+         "targets must be probabilities"),
+        ("nll_loss", ([[0.5, 0.25, 0.25]], [0]), {}, "inputs must be log-probabilities"),
+        ("nll_loss", ([[2.0, -1.0, 0.5]], [0]), {}, "use cross_entropy on logits"),
+        ("kl_div_loss", ([[-0.7, -0.7]], [[0.5, 0.5]]), {}, "targets must be log-probabilities"),
+    ],
+    ids=["bce-labels-1-2", "bce-labels-minus-1", "bce-probs-target-1.5", "nll-probabilities",
+         "nll-logits", "kl-probability-targets"],
+)
+def test_value_mistakes_raise(lib, loss, args, kwargs, message):
+    arrays = [to_lib(lib, np.asarray(a, dtype=np.float32 if np.asarray(a).dtype.kind == "f" else np.int64))
+              for a in args]
+    with pytest.raises(ValueError, match=re.escape(message)):
+        getattr(anyloss, loss)(*arrays, **kwargs)
+
+
+def test_log_probabilities_at_zero_are_accepted():
+    # a one-hot target distribution has log-probabilities 0 and -inf
+    t = np.log(np.array([[1.0, 0.0]]), where=np.array([[True, False]]), out=np.full((1, 2), -np.inf))
+    assert float(anyloss.kl_div_loss(np.log(np.array([[0.5, 0.5]])), t)[0]) == pytest.approx(np.log(2))
+    assert float(anyloss.nll_loss(np.array([[0.0, -np.inf]]), np.array([0]))[0]) == 0.0

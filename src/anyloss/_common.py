@@ -419,9 +419,23 @@ def smallest(xp: Any, x: Any) -> float:
     return float(xp.min(x))
 
 
-def value_range(xp: Any, x: Any) -> tuple[float, float]:
-    """The smallest and largest element of a host array, as Python numbers."""
+# Checks that catch systematic mistakes (labels for probabilities, probabilities
+# for log-probabilities) read at most this many elements: a bounded cost.
+SAMPLE = 1 << 16
+
+
+def value_range(xp: Any, x: Any, sample: bool = False) -> tuple[float, float]:
+    """The smallest and largest element of a host array, as Python numbers;
+    with ``sample``, of its first :data:`SAMPLE` elements."""
     xp, x = _readable(xp, x)
+    if sample and math.prod(shape_of(x)) > SAMPLE:
+        x = xp.reshape(x, (-1,))[:SAMPLE]
+    if is_namespace(xp, "torch"):
+        import torch
+
+        if x.dtype != torch.bool:
+            lo, hi = torch.aminmax(x)
+            return float(lo), float(hi)
     return float(xp.min(x)), float(xp.max(x))
 
 

@@ -43,6 +43,18 @@ def _check_class_indices(xp: Any, func: str, targets: Array, num_classes: int) -
     return False
 
 
+def _check_log_probabilities(xp: Any, func: str, name: str, x: Array, fix: str) -> None:
+    """Log-probabilities are at most 0 (up to rounding); positive values mean
+    probabilities or logits were passed.  Read where the values are on the host."""
+    if values_known(xp, x) and xp.isdtype(x.dtype, "real floating"):
+        _, hi = value_range(xp, x, sample=True)
+        if hi > 64 * float(xp.finfo(x.dtype).eps):
+            raise ValueError(
+                f"{func}: {name} must be log-probabilities (at most 0), but it holds values up "
+                f"to {hi:g}; {fix}"
+            )
+
+
 def cross_entropy(
     logits: Array,
     targets: Array,
@@ -169,11 +181,19 @@ def binary_cross_entropy(
     check_same_shape(func, inputs=inputs, targets=targets)
     check_weights(func, weights, shape_of(inputs))
     if not with_logits and values_known(xp, inputs):
-        lo, hi = value_range(xp, inputs)
+        lo, hi = value_range(xp, inputs, sample=True)
         if lo < 0 or hi > 1:
             raise ValueError(
                 f"{func}: with_logits=False needs probabilities in [0, 1], but inputs holds "
                 f"values from {lo:g} to {hi:g}; pass logits with with_logits=True"
+            )
+    if values_known(xp, targets):
+        lo, hi = value_range(xp, targets, sample=True)
+        if lo < 0 or hi > 1:
+            raise ValueError(
+                f"{func}: targets must be probabilities in [0, 1] (usually 0 or 1), but it holds "
+                f"values from {lo:g} to {hi:g}; map class labels to 0 and 1 (for -1/1 labels: "
+                f"(targets + 1) / 2)"
             )
     out_dtype, dtype = float_dtypes(xp, func, inputs=inputs, targets=targets, weights=weights)
     return _native.call(
@@ -219,6 +239,7 @@ def nll_loss(
         )
     guard = _check_class_indices(xp, func, targets, shape_of(inputs)[ax])
     out_dtype, dtype = float_dtypes(xp, func, inputs=inputs)
+    _check_log_probabilities(xp, func, "inputs", inputs, "pass log_softmax(logits), or use cross_entropy on logits")
     return _native.call(xp, func, (ax, guard), reduction, out_dtype, dtype, False, inputs, targets)
 
 
@@ -259,6 +280,7 @@ def kl_div_loss(
     check_same_shape(func, inputs=inputs, targets=targets)
     ax = normalize_axis(func, axis, inputs.ndim)
     out_dtype, dtype = float_dtypes(xp, func, inputs=inputs, targets=targets)
+    _check_log_probabilities(xp, func, "targets", targets, "pass log(probabilities)")
     return _native.call(xp, func, (ax,), reduction, out_dtype, dtype, False, inputs, targets)
 
 
