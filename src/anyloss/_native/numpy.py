@@ -1,9 +1,398 @@
-"""NumPy: the portable formulas, called directly."""
+"""NumPy: the portable formulas on a lean NumPy namespace; large arrays in
+cache-sized blocks shared by a thread pool.
+
+Small calls run ``evaluate`` on :data:`lean`, NumPy's own functions without the
+dispatch layers the formulas never need (``np.sum`` is ``np.add.reduce``
+behind two Python frames), with identical values.  Large calls evaluate the
+same formula block by block: blocks of elements for elementwise losses, of
+rows for losses along an axis, each block small enough to stay in the core's
+cache across the formula's passes, so a ten-step formula reads memory about
+once.  The blocks go to one thread per core (NumPy releases the GIL in its
+loops); the caller's thread works too, and a call from inside a pool thread
+runs alone.  Sums are combined from per-block sums in the compute dtype, in
+block order, so a result does not depend on the thread timing.  Nothing is
+kept between calls but the lazily created pool.
+"""
 
 from __future__ import annotations
 
-from .._formulas import evaluate
+import contextvars
+import itertools
+import math
+import os
+import threading
+import types
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+import numpy as np
+
+from .._common import astype, reduce
+from .._formulas import (
+    bce_logits_plain,
+    cosine_plain,
+    evaluate,
+    kl_div_plain,
+    triplet_plain,
+)
+
+# ------------------------------------------------------------------ the namespace
+
+
+class _Lean(types.ModuleType):
+    """NumPy under its own name; anything not set here is NumPy's (looked up once)."""
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(np, name)
+        setattr(self, name, value)
+        return value
+
+
+def _sum(x, /, *, axis=None, dtype=None, keepdims=False):
+    return np.add.reduce(x, axis=axis, dtype=dtype, keepdims=keepdims)
+
+
+def _max(x, /, *, axis=None, keepdims=False):
+    return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
+
+
+def _mean(x, /, *, axis=None, keepdims=False):
+    # np.mean's own steps for a non-empty float32/float64 array: the sum,
+    # divided by the count as an intp, in the sum's type.
+    if axis is None and not keepdims and x.size and x.dtype in _WIDE:
+        total = np.add.reduce(x, axis=None)
+        return total.dtype.type(total / np.intp(x.size))
+    return np.mean(x, axis=axis, keepdims=keepdims)
+
+
+def _astype(x, dtype, /, *, copy=True, device=None):
+    return x.astype(dtype, copy=copy)
+
+
+def _expand_dims(x, /, *, axis):
+    if type(axis) is not int:
+        return np.expand_dims(x, axis=axis)
+    shape = x.shape
+    axis %= len(shape) + 1
+    return x.reshape(shape[:axis] + (1,) + shape[axis:])
+
+
+def _squeeze(x, /, *, axis):
+    shape = x.shape
+    if type(axis) is not int or not -len(shape) <= axis < len(shape) or shape[axis] != 1:
+        return np.squeeze(x, axis=axis)  # its error, or a tuple of axes
+    axis %= len(shape)
+    return x.reshape(shape[:axis] + shape[axis + 1 :])
+
+
+def _take_along_axis(x, indices, /, *, axis=-1):
+    # np.take_along_axis's own fancy index: orthogonal aranges, the indices
+    # along ``axis``; its checks and error messages where they apply.
+    ndim = x.ndim
+    if type(axis) is not int or ndim != indices.ndim or indices.dtype.kind not in "iu":
+        return np.take_along_axis(x, indices, axis=axis)
+    axis %= ndim
+    index = []
+    for dim, n in enumerate(x.shape):
+        if dim == axis:
+            index.append(indices)
+        else:
+            index.append(np.arange(n).reshape((1,) * dim + (n,) + (1,) * (ndim - dim - 1)))
+    return x[tuple(index)]
+
+
+_KINDS: dict[tuple[Any, Any], bool] = {}
+
+
+def _isdtype(dtype, kind):
+    try:
+        return _KINDS[dtype, kind]
+    except KeyError:
+        result = _KINDS[dtype, kind] = np.isdtype(dtype, kind)
+        return result
+    except TypeError:  # an unhashable kind
+        return np.isdtype(dtype, kind)
+
+
+_WIDE = (np.dtype(np.float32), np.dtype(np.float64))
+
+#: NumPy as the formulas see it here.
+lean = _Lean("numpy", "NumPy's functions without the dispatch layers the formulas do not use.")
+for _name, _fn in {
+    "sum": _sum,
+    "max": _max,
+    "mean": _mean,
+    "astype": _astype,
+    "expand_dims": _expand_dims,
+    "squeeze": _squeeze,
+    "isdtype": _isdtype,
+    "take_along_axis": _take_along_axis,
+}.items():
+    setattr(lean, _name, _fn)
+
+# ------------------------------------------------------------------------ blocks
+
+#: Losses along an axis (``params[0]``); the others are elementwise.
+ROWS = frozenset(
+    {"cross_entropy", "nll_loss", "kl_div_loss", "cosine_similarity_loss", "triplet_loss"}
+)
+
+#: Elements of the first array per block: the block's temporaries stay in cache.
+BLOCK = 1 << 17
+#: Calls on fewer elements run directly (the blocks would not pay).
+THRESHOLD = 1 << 18
+
+
+def checks_class_indices(targets: Any) -> bool:
+    return type(targets) is np.ndarray
+
+
+def _check_range(func: str, x: Any, targets: Any, axis: int) -> None:
+    """Class indices in ``[0, classes)``, with the front door's error.  One
+    pass: a negative index seen as unsigned is at least ``2 ** (bits - 1)``."""
+    classes = x.shape[axis]
+    if not targets.size:
+        return
+    if targets.dtype.kind == "u":
+        bad = np.maximum.reduce(targets, axis=None) >= classes
+    elif targets.dtype.kind == "i" and classes <= 1 << (8 * targets.itemsize - 1):
+        bad = np.maximum.reduce(targets.view(targets.dtype.str.replace("i", "u")), axis=None) >= classes
+    else:
+        bad = np.minimum.reduce(targets, axis=None) < 0 or np.maximum.reduce(targets, axis=None) >= classes
+    if bad:
+        lo, hi = int(np.min(targets)), int(np.max(targets))
+        raise ValueError(
+            f"{func}: targets holds class indices from {lo} to {hi}, but the class axis has "
+            f"{classes} entries; expected 0 <= index < {classes}"
+        )
+
+
+# loss -> its plain form (see _formulas) and that form's parameters, or None
+_PLAIN: dict[str, Callable[[tuple[Any, ...]], Any]] = {
+    "binary_cross_entropy": lambda p: (bce_logits_plain, ()) if p[0] else None,
+    "cosine_similarity_loss": lambda p: (cosine_plain, p),
+    "kl_div_loss": lambda p: (kl_div_plain, p),
+    "triplet_loss": lambda p: (triplet_plain, (p[0], p[2], p[3])) if p[1] == 2 else None,
+}
+
+
+def _evaluate(name, params, reduction, out_dtype, dtype, weighted, arrays):
+    """``evaluate`` on :data:`lean`, by the loss's plain form where that is exact."""
+    plain = _PLAIN.get(name)
+    form = plain(params) if plain is not None else None
+    if form is not None:
+        if weighted:
+            *values, weights = arrays
+        else:
+            values = arrays
+        # NumPy's warnings are the formula's: the plain form's 0 * inf and
+        # overflowing squares are not the caller's (they fail the condition).
+        with np.errstate(all="ignore"):
+            loss, exact = form[0](lean, *[astype(lean, a, dtype) for a in values], *form[1])
+        if exact:
+            if weighted:
+                loss = loss * astype(lean, weights, dtype)
+            return reduce(lean, loss, reduction, out_dtype)
+    return evaluate(lean, name, params, reduction, out_dtype, dtype, weighted, *arrays)
 
 
 def run(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays):
-    return evaluate(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays)
+    if name == "nll_loss" or (name == "cross_entropy" and not params[2]):
+        if type(arrays[1]) is np.ndarray:  # the front door left the check to us
+            _check_range(name, arrays[0], arrays[1], params[0])
+    for a in arrays:
+        if type(a) is not np.ndarray:  # subclasses keep their own dispatch
+            return evaluate(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays)
+    if arrays[0].size >= THRESHOLD and not getattr(_local, "inside", False):
+        plan = _plan(name, params, arrays)
+        if plan is not None:
+            return _blocked(plan, name, reduction, out_dtype, dtype, weighted)
+    return _evaluate(name, params, reduction, out_dtype, dtype, weighted, arrays)
+
+
+class _Plan:
+    """Views of the arrays, the axis to cut them along and the loss's shape."""
+
+    __slots__ = ("arrays", "axes", "params", "length", "step", "loss_shape", "view_shape")
+
+    def __init__(self, arrays, axes, params, length, step, loss_shape, view_shape):
+        self.arrays = arrays  # the views the blocks are cut from
+        self.axes = axes  # per array, the axis to cut along
+        self.params = params  # the formula's parameters, for the views
+        self.length = length  # the extent of the cut axis
+        self.step = step  # its entries per block
+        self.loss_shape = loss_shape  # of the unreduced loss of the call
+        self.view_shape = view_shape  # of the unreduced loss of the views
+
+    def blocks(self) -> int:
+        return -(-self.length // self.step)
+
+    def block(self, i: int) -> tuple[slice, list[Any]]:
+        cut = slice(i * self.step, min((i + 1) * self.step, self.length))
+        return cut, [a[(slice(None),) * ax + (cut,)] for a, ax in zip(self.arrays, self.axes)]
+
+
+def _view(a: Any, shape: tuple[int, ...]) -> Any:
+    """``a`` reshaped without a copy, or ``None``."""
+    try:
+        return np.reshape(a, shape, copy=False)
+    except ValueError:
+        return None
+
+
+def _plan(name: str, params: tuple[Any, ...], arrays: tuple[Any, ...]) -> _Plan | None:
+    first = arrays[0]
+    shape, size = first.shape, first.size
+    if name in ROWS:
+        ax = params[0]
+        classes = shape[ax]
+        loss_shape = shape[:ax] + shape[ax + 1 :]
+        full = [a.ndim == first.ndim for a in arrays]
+        pre, post = math.prod(shape[:ax]), math.prod(shape[ax + 1 :])
+        if post == 1:
+            shapes = {True: (pre, classes), False: (pre,)}
+            cut = {True: 0, False: 0}
+            length, unit, view_shape = pre, classes, (pre,)
+        else:
+            shapes = {True: (pre, classes, post), False: (pre, post)}
+            cut = {True: 0, False: 0} if pre >= post else {True: 2, False: 1}
+            length, unit = (pre, classes * post) if pre >= post else (post, classes)
+            view_shape = (pre, post)
+        views = [_view(a, shapes[f]) for a, f in zip(arrays, full)]
+        if all(v is not None for v in views):
+            axes = [cut[f] for f in full]
+            new_params = (1, *params[1:])
+        else:  # strided arrays: cut the longest axis other than the class axis
+            b = max((i for i in range(first.ndim) if i != ax), key=lambda i: shape[i], default=None)
+            if b is None:
+                return None
+            views, axes, new_params = list(arrays), [b if f else b - (b > ax) for f in full], params
+            length, unit, view_shape = shape[b], size // max(shape[b], 1), loss_shape
+    else:
+        loss_shape = shape
+        views = [_view(a, (size,)) for a in arrays]
+        if all(v is not None for v in views):
+            axes, length, unit, view_shape = [0] * len(arrays), size, 1, (size,)
+        else:
+            b = max(range(first.ndim), key=lambda i: shape[i])
+            views, axes, length, unit, view_shape = list(arrays), [b] * len(arrays), shape[b], size // shape[b], shape
+        new_params = params
+    # cache-sized blocks, and at least one per thread
+    step = max(1, min(BLOCK, -(-size // threads())) // max(unit, 1))
+    if length <= step:
+        return None
+    return _Plan(views, axes, new_params, length, step, loss_shape, view_shape)
+
+
+def _blocked(plan: _Plan, name, reduction, out_dtype, dtype, weighted):
+    params = plan.params
+    if reduction == "none":
+        out = np.empty(plan.view_shape, out_dtype)
+        loss_axis = _loss_axis(name, plan)
+
+        def work(i):
+            cut, blocks = plan.block(i)
+            out[(slice(None),) * loss_axis + (cut,)] = _evaluate(
+                name, params, "none", out_dtype, dtype, weighted, blocks
+            )
+
+        _map(work, plan.blocks())
+        return out.reshape(plan.loss_shape)
+
+    def partial(i):
+        _, blocks = plan.block(i)
+        return _evaluate(name, params, "sum", dtype, dtype, weighted, blocks)
+
+    total = np.add.reduce(np.asarray(_map(partial, plan.blocks()), dtype=dtype))
+    if reduction == "mean":
+        count = math.prod(plan.loss_shape)
+        total = total.dtype.type(total / np.intp(count))  # as np.mean divides
+    return np.asarray(total, dtype=dtype).astype(out_dtype)
+
+
+def _loss_axis(name: str, plan: _Plan) -> int:
+    """The axis of the unreduced loss (of the views) that the blocks cut."""
+    ax = plan.axes[0]  # the first array has the full shape
+    if name in ROWS:
+        class_axis = plan.params[0]
+        return ax - (ax > class_axis)
+    return ax
+
+
+# ------------------------------------------------------------------------ threads
+
+_local = threading.local()
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+
+def threads() -> int:
+    """Threads a large call uses: ``ANYLOSS_NUM_THREADS``, else the cores this
+    process may run on."""
+    env = os.environ.get("ANYLOSS_NUM_THREADS", "").strip()
+    if env.isdigit():
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _mark_inside() -> None:
+    _local.inside = True
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size < workers:
+            old = _pool
+            _pool = ThreadPoolExecutor(workers, "anyloss", initializer=_mark_inside)
+            _pool_size = workers
+            if old is not None:
+                old.shutdown(wait=False)
+        return _pool
+
+
+def _forget_pool() -> None:  # a forked child has none of the parent's threads
+    global _pool, _pool_size
+    _pool, _pool_size = None, 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _map(work: Callable[[int], Any], count: int) -> list[Any]:
+    """``[work(i) for i in range(count)]``, the calls shared by the pool and
+    this thread, each under a copy of this thread's context (NumPy's errstate)."""
+    results: list[Any] = [None] * count
+    helpers = min(threads(), count) - 1
+    if helpers <= 0:
+        return [work(i) for i in range(count)]
+    indices = itertools.count()  # next() is atomic under the GIL
+    failure: list[BaseException] = []
+
+    def drain() -> None:
+        try:
+            for i in indices:
+                if i >= count or failure:
+                    return
+                results[i] = work(i)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the caller
+            failure.append(error)
+
+    pool = _executor(helpers)
+    futures = [pool.submit(contextvars.copy_context().run, drain) for _ in range(helpers)]
+    _local.inside = True
+    try:
+        drain()
+    finally:
+        _local.inside = False
+        for f in futures:
+            if not f.cancel():
+                f.result()
+    if failure:
+        raise failure[0]
+    return results
