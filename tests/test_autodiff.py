@@ -301,6 +301,49 @@ def test_torch_compile(loss, backend):
                 assert_close(to_numpy(a.grad), to_numpy(b.grad), "float64")
 
 
+@pytest.mark.parametrize("loss", ["cross_entropy", "nll_loss"])
+def test_torch_compile_batch_sizes_do_not_recompile_forever(loss):
+    """Class-index losses compiled with fullgraph=True follow new batch sizes
+    with one dynamic recompile, never one per size."""
+    import torch
+
+    torch._dynamo.reset()
+    fn = getattr(anyloss, loss)
+    with warnings.catch_warnings(), torch._dynamo.config.patch(recompile_limit=2):
+        warnings.simplefilter("ignore", UserWarning)
+        compiled = torch.compile(lambda x, t: fn(x, t, reduction="mean"), backend="aot_eager", fullgraph=True)
+        for n in (3, 4, 5, 6, 7):
+            x = torch.log_softmax(torch.randn(n, 5, dtype=torch.float64), 1)
+            t = torch.arange(n) % 5
+            assert_close(compiled(x, t).item(), float(fn(x, t, reduction="mean")), "float64")
+
+
+@pytest.mark.parametrize(
+    ("loss", "params", "arity"),
+    [
+        ("smooth_l1_loss", {"beta": 0.5}, 2),
+        ("huber_loss", {"delta": 0.5}, 2),
+        ("gaussian_nll_loss", {"eps": 1e-3}, 3),
+        ("margin_ranking_loss", {"margin": 0.2}, 3),
+        ("triplet_loss", {"margin": 0.5}, 3),
+        ("cosine_similarity_loss", {"eps": 1e-6}, 2),
+    ],
+)
+def test_torch_compile_dynamic_float_parameters(loss, params, arity):
+    """With dynamic=True torch.compile passes float parameters as symbolic
+    floats; the parameter checks must trace."""
+    import torch
+
+    torch._dynamo.reset()
+    fn = getattr(anyloss, loss)
+    arrays = [torch.rand(4, 3, dtype=torch.float64) + 0.1 for _ in range(arity)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        compiled = torch.compile(lambda *a: fn(*a, **params), backend="aot_eager", fullgraph=True, dynamic=True)
+        got = compiled(*arrays)
+    np.testing.assert_allclose(to_numpy(got), to_numpy(fn(*arrays, **params)), rtol=1e-12)
+
+
 def test_torch_func_transforms_skip_value_checks():
     """``torch.func.grad`` and ``torch.func.vmap`` wrap their tensors; no value
     check may read them (vmap would refuse)."""

@@ -297,7 +297,8 @@ def check_real(
     v = float(value)
     too_low = low is not None and (v < low if low_inclusive else v <= low)
     too_high = high is not None and (v > high if high_inclusive else v >= high)
-    if not math.isfinite(v) or too_low or too_high:
+    # v - v == 0 tests finiteness also for torch.compile's symbolic floats
+    if not v - v == 0 or too_low or too_high:
         lo = "(-inf" if low is None else ("[" if low_inclusive else "(") + f"{low:g}"
         hi = "inf)" if high is None else f"{high:g}" + ("]" if high_inclusive else ")")
         raise ValueError(f"{func}: {name} must be a finite number in {lo}, {hi}, got {value!r}")
@@ -325,9 +326,10 @@ def gather(xp: Any, x: Any, indices: Any, axis: int, guard: bool = False) -> Any
     if guard:
         valid = (indices >= 0) & (indices < n)
         indices = xp.where(valid, indices, xp.zeros_like(indices))
-    if hasattr(xp, "take_along_axis"):
-        if is_namespace(xp, "torch") and indices.dtype != xp.int64:
-            indices = xp.astype(indices, xp.int64)
+    if is_namespace(xp, "torch"):
+        # torch.gather: take_along_dim would fix the batch size under torch.compile
+        picked = x.gather(axis, indices.long().unsqueeze(axis)).squeeze(axis)
+    elif hasattr(xp, "take_along_axis"):
         picked = xp.take_along_axis(x, xp.expand_dims(indices, axis=axis), axis=axis)
         picked = xp.squeeze(picked, axis=axis)
     else:
