@@ -291,8 +291,13 @@ def bce_logits_plain(xp: Any, x: Any, t: Any) -> tuple[Any, Any]:
 
 # --------------------------------------------------------------------- one call
 
-# Losses whose second array holds class indices (kept in their integer dtype).
-_INDEXED = frozenset({"cross_entropy", "nll_loss"})
+# Loss -> the positions of its arrays that may hold integers to keep as they
+# are (class indices, lengths); every other array is computed in the compute
+# dtype, and None (an optional array) stays None.
+INTEGER_ARRAYS: dict[str, frozenset[int]] = {
+    "cross_entropy": frozenset({1}),
+    "nll_loss": frozenset({1}),
+}
 
 
 def evaluate(
@@ -314,8 +319,9 @@ def evaluate(
     """
     if weighted:
         *arrays, weights = arrays
+    keep = INTEGER_ARRAYS.get(name, ())
     cast = [
-        a if (i == 1 and name in _INDEXED and not xp.isdtype(a.dtype, "real floating"))
+        a if a is None or (i in keep and not xp.isdtype(a.dtype, "real floating"))
         else astype(xp, a, dtype)
         for i, a in enumerate(arrays)
     ]
