@@ -29,9 +29,9 @@ def interleaved_times(
     """
     cost = 0.0
     for fn in fns:
-        for i in range(max(1, warmup)):
+        for _ in range(max(1, warmup)):
             last = _seconds(fn)
-            if i >= 1 and last > budget / 10:
+            if last > budget / 10:
                 break
         cost += last
     rounds = min(repeat, max(min_repeat, int(budget / max(cost, 1e-9))))
