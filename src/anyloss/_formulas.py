@@ -279,14 +279,14 @@ def kl_div_plain(xp: Any, x: Any, t: Any, axis: int) -> tuple[Any, Any]:
     return loss, ~xp.any(xp.isnan(loss))
 
 
-def bce_logits_plain(xp: Any, x: Any, t: Any) -> tuple[Any, Any]:
+def bce_logits_plain(xp: Any, x: Any, t: Any) -> Any:
     """Binary cross entropy with logits as ``(step(x) - t) x + log1p(exp(-|x|))``
     (select-free: the same terms as :func:`binary_cross_entropy`), without
-    the ``0 * x = 0`` rule, and whether that is the formula: every logit
-    finite (their sum is), so that no ``0 * inf`` meets the rule."""
+    the ``0 * x = 0`` rule.  It is the formula, bit for bit, wherever it is
+    not NaN; a NaN marks ``0 * inf`` (or a NaN input), so a caller checks the
+    loss, or its sum, and runs the formula where one is NaN."""
     coefficient = astype(xp, x >= 0, x.dtype) - t
-    loss = coefficient * x + xp.log1p(xp.exp(-xp.abs(x)))
-    return loss, xp.isfinite(xp.sum(x))
+    return coefficient * x + xp.log1p(xp.exp(-xp.abs(x)))
 
 
 # --------------------------------------------------------------------- one call

@@ -33,6 +33,7 @@ DTYPES = ("float16", "float32", "float64")
 def blocked(monkeypatch):
     """Every non-empty call blocked, 64 elements per block, three threads."""
     monkeypatch.setattr(fast, "THRESHOLD", 1)
+    monkeypatch.setattr(fast, "THREADED", 1)
     monkeypatch.setattr(fast, "BLOCK", 64)
     monkeypatch.setenv("ANYLOSS_NUM_THREADS", "3")
 
@@ -363,6 +364,24 @@ def test_plain_forms_keep_numpy_quiet(direct):
         np.testing.assert_array_equal(anyloss.cosine_similarity_loss(big, big), cos)
         bce = anyloss.binary_cross_entropy(np.array([np.inf, 1.0]), np.array([1.0, 1.0]), reduction="none")
     np.testing.assert_array_equal(bce, [0.0, np.log1p(np.exp(-1.0))])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_bce_plain_is_the_formula(dtype):
+    """``bce_logits_plain`` is ``binary_cross_entropy`` bit for bit wherever it is not NaN."""
+    dt = np.dtype(dtype)
+    info = np.finfo(dt)
+    logits = [0.0, -0.0, 1e-30, -1e-30, 1e-8, 0.5, -0.5, 20.0, -20.0, 90.0, -90.0, 800.0, -800.0,
+              float(info.max), -float(info.max), math.inf, -math.inf, math.nan]
+    targets = [0.0, 1.0, 0.5, 1e-7, 1.0 - float(info.eps), 0.25, math.nan]
+    x, t = (a.astype(dt).ravel() for a in np.meshgrid(logits, targets))
+    with np.errstate(all="ignore"):
+        plain = _formulas.bce_logits_plain(fast.lean, x, t)
+        formula = _formulas.binary_cross_entropy(compat_np, x, t, True)
+    shown = ~np.isnan(plain)
+    np.testing.assert_array_equal(plain[shown], formula[shown])
+    # NaN only from 0 * inf or a NaN input: where the formula runs instead
+    assert np.all(np.isnan(x[~shown]) | np.isnan(t[~shown]) | np.isinf(x[~shown]))
 
 
 # ------------------------------------------------------- the direct path (lean)

@@ -57,11 +57,11 @@ def _max(x, /, *, axis=None, keepdims=False):
 
 
 def _mean(x, /, *, axis=None, keepdims=False):
-    # np.mean's own steps for a non-empty float32/float64 array: the sum,
-    # divided by the count as an intp, in the sum's type.
-    if axis is None and not keepdims and x.size and x.dtype in _WIDE:
+    # np.mean's own steps for a non-empty float32/float64 array: the sum over
+    # the count, divided in float64 and rounded to the sum's type.
+    if axis is None and not keepdims and type(x) is np.ndarray and x.dtype.char in "fd" and x.size:
         total = np.add.reduce(x, axis=None)
-        return total.dtype.type(total / np.intp(x.size))
+        return total.dtype.type(float(total) / x.size)
     return np.mean(x, axis=axis, keepdims=keepdims)
 
 
@@ -114,8 +114,6 @@ def _isdtype(dtype, kind):
         return np.isdtype(dtype, kind)
 
 
-_WIDE = (np.dtype(np.float32), np.dtype(np.float64))
-
 #: NumPy as the formulas see it here.
 lean = _Lean("numpy", "NumPy's functions without the dispatch layers the formulas do not use.")
 for _name, _fn in {
@@ -136,11 +134,16 @@ for _name, _fn in {
 ROWS = frozenset(
     {"cross_entropy", "nll_loss", "kl_div_loss", "cosine_similarity_loss", "triplet_loss"}
 )
+#: Losses whose work does not grow with the class axis: never blocked.
+_GATHERS = frozenset({"nll_loss"})
 
 #: Elements of the first array per block: the block's temporaries stay in cache.
 BLOCK = 1 << 17
 #: Calls on fewer elements run directly (the blocks would not pay).
-THRESHOLD = 1 << 18
+THRESHOLD = 1 << 17
+#: Calls on fewer elements run their blocks on the caller's thread alone
+#: (waking a pool thread costs tens of microseconds).
+THREADED = 1 << 18
 
 
 def checks_class_indices(targets: Any) -> bool:
@@ -167,7 +170,8 @@ def _check_range(func: str, x: Any, targets: Any, axis: int) -> None:
         )
 
 
-# loss -> its plain form (see _formulas) and that form's parameters, or None
+# loss -> its plain form (see _formulas) and that form's parameters, or None;
+# a form that returns the loss alone is exact wherever its result is not NaN
 _PLAIN: dict[str, Callable[[tuple[Any, ...]], Any]] = {
     "binary_cross_entropy": lambda p: (bce_logits_plain, ()) if p[0] else None,
     "cosine_similarity_loss": lambda p: (cosine_plain, p),
@@ -188,11 +192,14 @@ def _evaluate(name, params, reduction, out_dtype, dtype, weighted, arrays):
         # NumPy's warnings are the formula's: the plain form's 0 * inf and
         # overflowing squares are not the caller's (they fail the condition).
         with np.errstate(all="ignore"):
-            loss, exact = form[0](lean, *[astype(lean, a, dtype) for a in values], *form[1])
-        if exact:
+            loss = form[0](lean, *[astype(lean, a, dtype) for a in values], *form[1])
+        loss, exact = loss if type(loss) is tuple else (loss, None)
+        if exact is None or exact:
             if weighted:
                 loss = loss * astype(lean, weights, dtype)
-            return reduce(lean, loss, reduction, out_dtype)
+            result = reduce(lean, loss, reduction, out_dtype)
+            if exact is not None or not np.isnan(result).any():
+                return result
     return evaluate(lean, name, params, reduction, out_dtype, dtype, weighted, *arrays)
 
 
@@ -203,7 +210,7 @@ def run(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays):
     for a in arrays:
         if type(a) is not np.ndarray:  # subclasses keep their own dispatch
             return evaluate(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays)
-    if arrays[0].size >= THRESHOLD and not getattr(_local, "inside", False):
+    if arrays[0].size >= THRESHOLD and name not in _GATHERS and not getattr(_local, "inside", False):
         plan = _plan(name, params, arrays)
         if plan is not None:
             return _blocked(plan, name, reduction, out_dtype, dtype, weighted)
@@ -213,14 +220,15 @@ def run(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays):
 class _Plan:
     """Views of the arrays, the axis to cut them along and the loss's shape."""
 
-    __slots__ = ("arrays", "axes", "params", "length", "step", "loss_shape", "view_shape")
+    __slots__ = ("arrays", "axes", "params", "length", "step", "workers", "loss_shape", "view_shape")
 
-    def __init__(self, arrays, axes, params, length, step, loss_shape, view_shape):
+    def __init__(self, arrays, axes, params, length, step, workers, loss_shape, view_shape):
         self.arrays = arrays  # the views the blocks are cut from
         self.axes = axes  # per array, the axis to cut along
         self.params = params  # the formula's parameters, for the views
         self.length = length  # the extent of the cut axis
         self.step = step  # its entries per block
+        self.workers = workers  # threads to share the blocks
         self.loss_shape = loss_shape  # of the unreduced loss of the call
         self.view_shape = view_shape  # of the unreduced loss of the views
 
@@ -278,10 +286,11 @@ def _plan(name: str, params: tuple[Any, ...], arrays: tuple[Any, ...]) -> _Plan 
             views, axes, length, unit, view_shape = list(arrays), [b] * len(arrays), shape[b], size // shape[b], shape
         new_params = params
     # cache-sized blocks, and at least one per thread
-    step = max(1, min(BLOCK, -(-size // threads())) // max(unit, 1))
+    workers = threads() if size >= THREADED else 1
+    step = max(1, min(BLOCK, -(-size // workers)) // max(unit, 1))
     if length <= step:
         return None
-    return _Plan(views, axes, new_params, length, step, loss_shape, view_shape)
+    return _Plan(views, axes, new_params, length, step, workers, loss_shape, view_shape)
 
 
 def _blocked(plan: _Plan, name, reduction, out_dtype, dtype, weighted):
@@ -296,14 +305,14 @@ def _blocked(plan: _Plan, name, reduction, out_dtype, dtype, weighted):
                 name, params, "none", out_dtype, dtype, weighted, blocks
             )
 
-        _map(work, plan.blocks())
+        _map(work, plan.blocks(), plan.workers)
         return out.reshape(plan.loss_shape)
 
     def partial(i):
         _, blocks = plan.block(i)
         return _evaluate(name, params, "sum", dtype, dtype, weighted, blocks)
 
-    total = np.add.reduce(np.asarray(_map(partial, plan.blocks()), dtype=dtype))
+    total = np.add.reduce(np.asarray(_map(partial, plan.blocks(), plan.workers), dtype=dtype))
     if reduction == "mean":
         count = math.prod(plan.loss_shape)
         total = total.dtype.type(total / np.intp(count))  # as np.mean divides
@@ -364,11 +373,12 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _map(work: Callable[[int], Any], count: int) -> list[Any]:
-    """``[work(i) for i in range(count)]``, the calls shared by the pool and
-    this thread, each under a copy of this thread's context (NumPy's errstate)."""
+def _map(work: Callable[[int], Any], count: int, workers: int) -> list[Any]:
+    """``[work(i) for i in range(count)]``, the calls shared by this thread and
+    ``workers - 1`` pool threads, each under a copy of this thread's context
+    (NumPy's errstate)."""
     results: list[Any] = [None] * count
-    helpers = min(threads(), count) - 1
+    helpers = min(workers, count) - 1
     if helpers <= 0:
         return [work(i) for i in range(count)]
     indices = itertools.count()  # next() is atomic under the GIL
