@@ -48,49 +48,69 @@ class _Lean(types.ModuleType):
         return value
 
 
-def _sum(x, /, *, axis=None, dtype=None, keepdims=False):
+# Each takes NumPy's own arguments; anything beyond the formulas' use (other
+# keywords, an array subclass) goes to the NumPy function itself.
+
+
+def _sum(x, axis=None, dtype=None, *args, keepdims=False, **kwargs):
+    if args or kwargs or type(x) is not np.ndarray:
+        return np.sum(x, axis, dtype, *args, keepdims=keepdims, **kwargs)
     return np.add.reduce(x, axis=axis, dtype=dtype, keepdims=keepdims)
 
 
-def _max(x, /, *, axis=None, keepdims=False):
+def _max(x, axis=None, *args, keepdims=False, **kwargs):
+    if args or kwargs or type(x) is not np.ndarray:
+        return np.max(x, axis, *args, keepdims=keepdims, **kwargs)
     return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
 
 
-def _mean(x, /, *, axis=None, keepdims=False):
+def _mean(x, axis=None, *args, keepdims=False, **kwargs):
     # np.mean's own steps for a non-empty float32/float64 array: the sum over
     # the count, divided in float64 and rounded to the sum's type.
-    if axis is None and not keepdims and type(x) is np.ndarray and x.dtype.char in "fd" and x.size:
+    if (
+        axis is None and not (args or kwargs or keepdims) and type(x) is np.ndarray
+        and x.dtype.char in "fd" and x.size
+    ):
         total = np.add.reduce(x, axis=None)
         return total.dtype.type(float(total) / x.size)
-    return np.mean(x, axis=axis, keepdims=keepdims)
+    return np.mean(x, axis, *args, keepdims=keepdims, **kwargs)
 
 
 def _astype(x, dtype, /, *, copy=True, device=None):
+    if device not in (None, "cpu") or type(x) is not np.ndarray:
+        return np.astype(x, dtype, copy=copy, device=device)
     return x.astype(dtype, copy=copy)
 
 
-def _expand_dims(x, /, *, axis):
-    if type(axis) is not int:
-        return np.expand_dims(x, axis=axis)
+def _expand_dims(x, axis):
+    if type(axis) is not int or type(x) is not np.ndarray:
+        return np.expand_dims(x, axis)
     shape = x.shape
+    if not -len(shape) - 1 <= axis <= len(shape):
+        return np.expand_dims(x, axis)  # its error
     axis %= len(shape) + 1
     return x.reshape(shape[:axis] + (1,) + shape[axis:])
 
 
-def _squeeze(x, /, *, axis):
+def _squeeze(x, axis=None):
+    if type(axis) is not int or type(x) is not np.ndarray:
+        return np.squeeze(x, axis)
     shape = x.shape
-    if type(axis) is not int or not -len(shape) <= axis < len(shape) or shape[axis] != 1:
-        return np.squeeze(x, axis=axis)  # its error, or a tuple of axes
+    if not -len(shape) <= axis < len(shape) or shape[axis] != 1:
+        return np.squeeze(x, axis)  # its error
     axis %= len(shape)
     return x.reshape(shape[:axis] + shape[axis + 1 :])
 
 
-def _take_along_axis(x, indices, /, *, axis=-1):
+def _take_along_axis(x, indices, axis=-1):
     # np.take_along_axis's own fancy index: orthogonal aranges, the indices
     # along ``axis``; its checks and error messages where they apply.
-    ndim = x.ndim
-    if type(axis) is not int or ndim != indices.ndim or indices.dtype.kind not in "iu":
+    if (
+        type(axis) is not int or type(x) is not np.ndarray or type(indices) is not np.ndarray
+        or x.ndim != indices.ndim or indices.dtype.kind not in "iu" or not -x.ndim <= axis < x.ndim
+    ):
         return np.take_along_axis(x, indices, axis=axis)
+    ndim = x.ndim
     axis %= ndim
     index = []
     for dim, n in enumerate(x.shape):
@@ -101,17 +121,23 @@ def _take_along_axis(x, indices, /, *, axis=-1):
     return x[tuple(index)]
 
 
-_KINDS: dict[tuple[Any, Any], bool] = {}
+# the Array API's dtype kinds as NumPy's kind codes
+_KIND_CODES = {
+    "bool": "b",
+    "signed integer": "i",
+    "unsigned integer": "u",
+    "integral": "iu",
+    "real floating": "f",
+    "complex floating": "c",
+    "numeric": "iufc",
+}
 
 
 def _isdtype(dtype, kind):
-    try:
-        return _KINDS[dtype, kind]
-    except KeyError:
-        result = _KINDS[dtype, kind] = np.isdtype(dtype, kind)
-        return result
-    except TypeError:  # an unhashable kind
+    codes = _KIND_CODES.get(kind) if type(kind) is str else None
+    if codes is None or not isinstance(dtype, np.dtype):
         return np.isdtype(dtype, kind)
+    return dtype.kind in codes
 
 
 #: NumPy as the formulas see it here.
@@ -130,12 +156,24 @@ for _name, _fn in {
 
 # ------------------------------------------------------------------------ blocks
 
-#: Losses along an axis (``params[0]``); the others are elementwise.
-ROWS = frozenset(
-    {"cross_entropy", "nll_loss", "kl_div_loss", "cosine_similarity_loss", "triplet_loss"}
+#: Losses along an axis (``params[0]``) that are cut into blocks of rows.
+ROWS = frozenset({"cross_entropy", "kl_div_loss", "cosine_similarity_loss", "triplet_loss"})
+#: Elementwise losses (every array, and the loss, of one shape): blocks of elements.
+ELEMENTWISE = frozenset(
+    {
+        "binary_cross_entropy",
+        "gaussian_nll_loss",
+        "hinge_loss",
+        "huber_loss",
+        "l1_loss",
+        "log_cosh_loss",
+        "margin_ranking_loss",
+        "mse_loss",
+        "smooth_l1_loss",
+    }
 )
-#: Losses whose work does not grow with the class axis: never blocked.
-_GATHERS = frozenset({"nll_loss"})
+# Any other loss runs directly: nll_loss reads one element per row, and a
+# loss not named here is not known to be cut safely.
 
 #: Elements of the first array per block: the block's temporaries stay in cache.
 BLOCK = 1 << 17
@@ -210,7 +248,11 @@ def run(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays):
     for a in arrays:
         if type(a) is not np.ndarray:  # subclasses keep their own dispatch
             return evaluate(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays)
-    if arrays[0].size >= THRESHOLD and name not in _GATHERS and not getattr(_local, "inside", False):
+    if (
+        arrays[0].size >= THRESHOLD
+        and (name in ROWS or name in ELEMENTWISE)
+        and not getattr(_local, "inside", False)
+    ):
         plan = _plan(name, params, arrays)
         if plan is not None:
             return _blocked(plan, name, reduction, out_dtype, dtype, weighted)
