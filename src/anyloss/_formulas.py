@@ -289,6 +289,15 @@ def bce_logits_plain(xp: Any, x: Any, t: Any) -> Any:
     return coefficient * x + xp.log1p(xp.exp(-xp.abs(x)))
 
 
+def log_cosh_plain(xp: Any, x: Any, y: Any) -> tuple[Any, Any]:
+    """``log cosh(a)`` as ``log1p(sinh(a)^2) / 2`` (``cosh^2 = 1 + sinh^2``:
+    no cancellation, and no ``abs``, cap or select), and whether that is
+    :func:`log_cosh_loss`: every ``|a|`` at most 20, where ``sinh(a)^2`` and
+    the gradient's ``1 / (1 + sinh(a)^2)`` are far from overflow and underflow."""
+    square = xp.square(xp.sinh(x - y))
+    return 0.5 * xp.log1p(square), xp.all(square <= math.sinh(LOG_COSH_LINEAR) ** 2)
+
+
 # ------------------------------------------------------- forms of primitives
 #
 # A primitive in another form of equal value, for a library whose own kernel

@@ -1,18 +1,23 @@
-"""PyTorch: ``torch.nn.functional`` where its values meet our contract.
+"""PyTorch: torch's own kernels where their values meet our contract.
 
 Every tensor is computed by PyTorch, on its device, by its autograd (reverse
-and forward mode), under its thread settings.  A loss delegates to its
-``F.*`` kernel where that kernel computes the same function; where the
-kernel's plain form turns a finite answer into NaN on special inputs (an
-infinite logit, a zero-probability class), the result is checked on the
-host and recomputed by the portable formula only when it is not finite.
-The checks read values only of CPU tensors outside ``torch.compile`` and
-``torch.func``; elsewhere such a loss runs the portable formula.  Losses
-without a matching kernel (log_cosh, gaussian_nll, hinge, cosine, triplet,
-probability targets) run the portable formula in torch operations.  Under
-``torch.compile`` everything runs the portable formula, which Inductor fuses.
-What the delegation gives up (tiny losses rounded to 0 by ``log``) is listed
-in the differences page.
+and forward mode), under its thread settings.  A loss runs the kernel behind
+its ``F.*`` function (``torch._C._nn.mse_loss`` for ``F.mse_loss``: the same
+kernel without the Python wrapper, whose broadcasting and argument checks the
+front door has done) where that kernel computes our function; the others run
+a form of their formula from ``_formulas`` in a few fused torch operations
+(``vector_norm``, ``hypot``, ``xlogy``, ``addcmul``, ``logsumexp``).
+
+Where a kernel or a plain form is wrong only on special inputs (an infinite
+logit, a zero-probability class, a huge or tiny vector, an error beyond 20
+for log_cosh, a probability of exactly 0 or 1), the values are read on the
+host -- CPU tensors outside ``torch.func`` -- and the portable formula runs
+when they call for it.  Off the host nothing is read: the kernels whose
+special cases are rare and documented (cross_entropy with class indices,
+binary_cross_entropy with logits) stand, and the others run the portable
+formula.  Under ``torch.compile`` everything runs the portable formula, which
+Inductor fuses.  What the delegation gives up is listed in the differences
+page.
 """
 
 from __future__ import annotations
@@ -21,48 +26,96 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from .._common import reduce
-from .._formulas import evaluate
+from .._formulas import HALF_LOG_2PI, LOG_COSH_LINEAR, evaluate, exact_sums_floor
 
-# No class index equals it in practice: F.* ignores none of the targets.
+_nn = torch._C._nn
+_linalg = torch._C._linalg
+_ENUM = {"none": 0, "mean": 1, "sum": 2}
+# No class index equals it in practice: the kernels ignore none of the targets.
 _NO_IGNORE = -(2**63)
 _wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda t: False)
 _compiling = torch.compiler.is_compiling
 
 
-def _host(*tensors: Any) -> bool:
-    """Whether the values of ``tensors`` may be read: CPU, outside torch.func."""
-    return all(t.device.type == "cpu" and not _wrapped(t) for t in tensors)
+def _host(t: Any) -> bool:
+    """Whether the values of ``t`` may be read: a CPU tensor outside torch.func."""
+    return t.is_cpu and not _wrapped(t)
 
 
 def checks_class_indices(targets: Any) -> bool:
-    return not _compiling() and targets.device.type == "cpu" and not _wrapped(targets)
+    return not _compiling() and _host(targets)
 
 
-def _cast(t: Any, dtype: Any) -> Any:
-    return t if t.dtype == dtype else t.to(dtype)
+def _to(t: Any, dtype: Any) -> Any:
+    return t if t.dtype is dtype else t.to(dtype)
 
 
-def _out(loss: Any, out_dtype: Any) -> Any:
-    return loss if loss.dtype == out_dtype else loss.to(out_dtype)
+def _reduce(loss: Any, reduction: str, scale: float = 1.0) -> Any:
+    """``scale`` times the reduced ``loss``; the mean as the sum times ``1 / n``
+    (a cached constant: a Python number costs a tensor per call)."""
+    if reduction == "none":
+        return loss if scale == 1.0 else loss * _constant(scale, loss)
+    n = loss.numel()
+    if reduction == "sum" or not n:
+        total = loss.sum() if reduction == "sum" else loss.mean()
+        return total if scale == 1.0 else total * _constant(scale, total)
+    return loss.sum() * _constant(scale / n, loss)
 
 
-def _usable(loss: Any, zero_ok: bool = False) -> bool:
-    """Whether the F.* ``loss`` may stand: finite and (unless ``zero_ok``) not
-    exactly 0, read on the host.  Off the host nothing is read and it stands."""
-    if not _host(loss) or loss.numel() == 0:
+def _stands(loss: Any, zero_ok: bool = False) -> bool:
+    """Whether a kernel's ``loss`` may stand: finite and (unless ``zero_ok``)
+    not exactly 0, read on the host.  Off the host nothing is read."""
+    if not _host(loss):
         return True
     if loss.ndim == 0:
         value = loss.item()
         return math.isfinite(value) and (zero_ok or value != 0)
-    lo, hi = (v.item() for v in torch.aminmax(loss.detach()))
+    if loss.numel() == 0:
+        return True
+    lo, hi = torch.aminmax(loss.detach())
+    lo, hi = lo.item(), hi.item()
     return math.isfinite(lo) and math.isfinite(hi) and (zero_ok or lo != 0)
 
 
+# 0-d constants by (value, dtype, device); cleared when it grows large (a mean
+# over many different sizes).
+_CONSTANTS: dict[Any, Any] = {}
+
+
+def _constant(value: float, like: Any) -> Any:
+    """``value`` as a 0-d tensor of ``like``'s dtype and device: an operand
+    that costs less than a Python number, which becomes a tensor per call."""
+    key = (value, like.dtype, None if like.is_cpu else like.device)
+    try:
+        return _CONSTANTS[key]
+    except KeyError:
+        if len(_CONSTANTS) > 4096:
+            _CONSTANTS.clear()
+        c = _CONSTANTS[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
+        return c
+
+
+# dtype -> (sqrt of the least exact sum of squares per element, sqrt of the largest float)
+_NORM_BOUNDS: dict[Any, tuple[float, float]] = {}
+
+
+def _norm_bounds(dtype: Any, n: int) -> tuple[float, float]:
+    """Norms ``sqrt(sum of n squares)`` within these bounds are exact to an ulp."""
+    try:
+        per_element, high = _NORM_BOUNDS[dtype]
+    except KeyError:
+        per_element = exact_sums_floor(torch, dtype, 1)
+        high = math.sqrt(torch.finfo(dtype).max)
+        _NORM_BOUNDS[dtype] = per_element, high
+    return math.sqrt(per_element * max(n, 1)), high
+
+
+# ---------------------------------------------------------------- classification
+
+
 def _class_axis_first(x: Any, axis: int) -> Any:
-    """``x`` with the class axis at position 1 (0 for a single example), as F.* wants it."""
+    """``x`` with the class axis at position 1 (0 for a single example), as the kernels want it."""
     if x.ndim == 1 or axis == 1:
         return x
     return x.movedim(axis, 1)
@@ -76,115 +129,276 @@ def _range_error(func: str, targets: Any, classes: int) -> ValueError:
     )
 
 
-def _indexed(func: str, kernel: Any, x: Any, targets: Any, axis: int, **options: Any) -> Any:
-    """``kernel`` (F.cross_entropy, F.nll_loss) over class indices; torch's own
-    range check raises, and becomes our error."""
+def _indexed(func: str, kernel: Any, x: Any, targets: Any, axis: int, guard: bool,
+             reduction: str, *options: Any) -> Any:
+    """``kernel`` (cross entropy, nll) of ``x`` at class indices ``targets``.
+
+    On the host torch's own range check raises, and becomes our error.  With
+    ``guard`` (indices that could not be read) an index out of range gives
+    NaN, as the portable formula does, and is never read out of bounds.
+    """
+    if targets.dtype is not torch.int64:
+        targets = targets.long()  # uint8 passes, but label smoothing reads it as a mask
+    x = _class_axis_first(x, axis)
+    if guard:
+        classes = x.shape[0 if x.ndim == 1 else 1]
+        valid = (targets >= 0) & (targets < classes)
+        safe = torch.where(valid, targets, torch.zeros_like(targets))
+        loss = kernel(x, safe, None, 0, _NO_IGNORE, *options)
+        return _reduce(torch.where(valid, loss, torch.full_like(loss, math.nan)), reduction)
     try:
-        return kernel(_class_axis_first(x, axis), targets.long(), ignore_index=_NO_IGNORE, **options)
+        return kernel(x, targets, None, _ENUM[reduction], _NO_IGNORE, *options)
     except (IndexError, RuntimeError):
-        if checks_class_indices(targets) and targets.numel():
+        if _host(targets) and targets.numel():
             lo, hi = torch.aminmax(targets.detach())
-            if lo < 0 or hi >= x.shape[axis]:
-                raise _range_error(func, targets, x.shape[axis]) from None
+            classes = x.shape[0 if x.ndim == 1 else 1]
+            if lo < 0 or hi >= classes:
+                raise _range_error(func, targets, classes) from None
         raise
 
 
-def _weighted_reduce(xp, loss, weights, reduction, out_dtype, dtype):
-    return reduce(xp, loss * _cast(weights, dtype), reduction, out_dtype)
+def _weighted(loss: Any, weights: Any, reduction: str, dtype: Any) -> Any:
+    return _reduce(loss * _to(weights, dtype), reduction)
 
 
-def _cross_entropy(xp, params, reduction, out_dtype, dtype, weighted, logits, targets, *weights):
-    axis, smoothing, probabilities, _ = params
+def _cross_entropy(params, reduction, dtype, weighted, logits, targets, *weights):
+    axis, smoothing, probabilities, guard = params
+    x = _to(logits, dtype)
+    kernel_reduction = "none" if weighted else reduction
     if probabilities:
-        return NotImplemented
-    loss = _indexed("cross_entropy", F.cross_entropy, _cast(logits, dtype), targets, axis,
-                    label_smoothing=smoothing, reduction="none" if weighted else reduction)
-    # log(sum(exp)) rounds a confident row's tiny loss to 0; with smoothing the
-    # sum of the logits may overflow.
-    if not _usable(loss):
-        return NotImplemented
-    if weighted:
-        return _weighted_reduce(xp, loss, weights[0], reduction, out_dtype, dtype)
-    return _out(loss, out_dtype)
+        loss = _ce_probabilities(x, _to(targets, dtype), axis, smoothing, kernel_reduction)
+        if loss is None:
+            return None
+    else:
+        loss = _indexed("cross_entropy", _nn.cross_entropy_loss, x, targets, axis, guard,
+                        kernel_reduction, smoothing)
+    # log(sum(exp)) rounds a confident row's tiny loss to 0; an infinite logit,
+    # or the sum of the logits under label smoothing, may make it nan or inf.
+    if not _stands(loss):
+        return None
+    return _weighted(loss, weights[0], reduction, dtype) if weighted else loss
 
 
-def _nll(xp, params, reduction, out_dtype, dtype, weighted, inputs, targets):
-    axis, _ = params
-    x = _cast(inputs, dtype)
-    return _out(_indexed("nll_loss", F.nll_loss, x, targets, axis, reduction=reduction), out_dtype)
+def _ce_probabilities(x, p, axis, smoothing, reduction):
+    """``logsumexp(z) - sum(w z)`` with ``z = x - max`` (a constant for
+    autodiff) and ``w = (1 - s) p + s / n``: the formula of
+    ``_formulas.cross_entropy`` with ``logsumexp`` for its ``log1p`` form
+    (see ``_stands``), read on the host (``0 * -inf`` makes NaN)."""
+    if not (_host(x) and _host(p)):
+        return None
+    z = x - torch.amax(x.detach(), dim=axis, keepdim=True)
+    if smoothing:
+        p = torch.lerp(p, _constant(1.0 / x.shape[axis], p), smoothing)
+    loss = torch.logsumexp(z, axis) - _linalg.linalg_vecdot(p, z, dim=axis)
+    return _reduce(loss, reduction)
 
 
-def _bce(xp, params, reduction, out_dtype, dtype, weighted, x, t, *weights):
+def _nll(params, reduction, dtype, weighted, inputs, targets):
+    axis, guard = params
+    return _indexed("nll_loss", _nn.nll_loss_nd, _to(inputs, dtype), targets, axis, guard, reduction)
+
+
+def _bce(params, reduction, dtype, weighted, x, t, *weights):
     (with_logits,) = params
-    if not with_logits:
-        return NotImplemented
-    loss = F.binary_cross_entropy_with_logits(
-        _cast(x, dtype), _cast(t, dtype), reduction="none" if weighted else reduction
-    )
-    # log(1 + exp(-|x|)) rounds a confident prediction's tiny loss to 0, and
-    # (1 - t) x is nan for an infinite logit with its matching target.
-    if not _usable(loss):
-        return NotImplemented
-    if weighted:
-        return _weighted_reduce(xp, loss, weights[0], reduction, out_dtype, dtype)
-    return _out(loss, out_dtype)
+    x, t = _to(x, dtype), _to(t, dtype)
+    kernel_reduction = _ENUM["none" if weighted else reduction]
+    if with_logits:
+        loss = torch.binary_cross_entropy_with_logits(x, t, None, None, kernel_reduction)
+        # log1p(exp(-|x|)) rounds a confident prediction's tiny loss to 0, and
+        # (1 - t) x is nan for an infinite logit with its matching target.
+        if not _stands(loss):
+            return None
+    else:
+        # The kernel's values are ours; its gradient divides by max(p (1 - p),
+        # 1e-12), ours by p (1 - p), with stand-ins at p = 0 and 1.
+        if not _host(x):
+            return None
+        if x.numel():
+            lo, hi = _min_max(x)
+            if not (_BCE_LOW <= lo and hi <= 1.0 - _BCE_LOW):
+                return None
+        loss = _nn.binary_cross_entropy(x, t, None, kernel_reduction)
+    return _weighted(loss, weights[0], reduction, dtype) if weighted else loss
 
 
-def _kl_div(xp, params, reduction, out_dtype, dtype, weighted, x, t):
+# p (1 - p) >= 1e-12 where p lies in [_BCE_LOW, 1 - _BCE_LOW]
+_BCE_LOW = 1.0000001e-12
+
+
+def _min_max(x: Any) -> tuple[float, float]:
+    lo, hi = torch.aminmax(x.detach())
+    return lo.item(), hi.item()
+
+
+def _kl_div(params, reduction, dtype, weighted, x, t):
+    """``F.kl_div(log_target=True)``: ``exp(t) (t - x)`` summed over ``axis``,
+    the mean over the other axes as the kernel's sum over their size."""
     (axis,) = params
-    if not _host(x, t):
-        return NotImplemented  # t = -inf is common (a zero-probability class)
-    loss = F.kl_div(_cast(x, dtype), _cast(t, dtype), reduction="none", log_target=True).sum(axis)
+    if not (_host(x) and _host(t)):
+        return None  # t = -inf is common (a zero-probability class)
+    x, t = _to(x, dtype), _to(t, dtype)
+    if reduction == "none":
+        loss = torch.kl_div(x, t, 0, log_target=True).sum(axis)
+    else:
+        loss = torch.kl_div(x, t, 2, log_target=True)
+        if reduction == "mean":
+            rows = math.prod(x.shape[:axis] + x.shape[axis + 1:])
+            loss = loss * _constant(1.0 / rows, loss) if rows else loss / rows
     # exp(t) (t - x) is nan for t = -inf (0 log 0, which is 0).
-    return reduce(xp, loss, reduction, out_dtype) if _usable(loss, zero_ok=True) else NotImplemented
+    return loss if _stands(loss, zero_ok=True) else None
 
 
-def _elementwise(kernel: Any) -> Any:
-    def fast(xp, params, reduction, out_dtype, dtype, weighted, *arrays):
-        return _out(kernel(*(_cast(a, dtype) for a in arrays), *params, reduction=reduction), out_dtype)
+def _hinge(params, reduction, dtype, weighted, x, t):
+    """``max(1 - x t, 0)``, ``1 - x t`` in one fused multiply-add."""
+    x, t = _to(x, dtype), _to(t, dtype)
+    return _reduce(torch.addcmul(_constant(1.0, x), x, t, value=-1).clamp_min(0), reduction)
 
-    return fast
+
+# -------------------------------------------------------------------- regression
+
+
+def _mse(params, reduction, dtype, weighted, x, y):
+    return _nn.mse_loss(_to(x, dtype), _to(y, dtype), _ENUM[reduction])
+
+
+def _l1(params, reduction, dtype, weighted, x, y):
+    return _nn.l1_loss(_to(x, dtype), _to(y, dtype), _ENUM[reduction])
+
+
+# dtype -> the range of thresholds whose squares stay normal numbers
+_SQUARES: dict[Any, tuple[float, float]] = {}
 
 
 def _squares_fit(dtype: Any, value: float) -> bool:
-    """Whether the squares F.* forms below ``value`` stay normal numbers."""
-    info = torch.finfo(dtype)
-    return math.sqrt(info.tiny) <= value <= math.sqrt(info.max) / 2
+    """Whether the squares the kernels form below ``value`` stay normal numbers."""
+    try:
+        lo, hi = _SQUARES[dtype]
+    except KeyError:
+        info = torch.finfo(dtype)
+        lo, hi = _SQUARES[dtype] = math.sqrt(info.tiny), math.sqrt(info.max) / 2
+    return lo <= value <= hi
 
 
-def _huber(xp, params, reduction, out_dtype, dtype, weighted, x, y):
+def _huber(params, reduction, dtype, weighted, x, y):
     (delta,) = params
     if not _squares_fit(dtype, delta):
-        return NotImplemented
-    return _out(F.huber_loss(_cast(x, dtype), _cast(y, dtype), reduction=reduction, delta=delta), out_dtype)
+        return None
+    return _nn.huber_loss(_to(x, dtype), _to(y, dtype), _ENUM[reduction], delta)
 
 
-def _smooth_l1(xp, params, reduction, out_dtype, dtype, weighted, x, y):
+def _smooth_l1(params, reduction, dtype, weighted, x, y):
     (beta,) = params
     if beta == 0:
-        return _out(F.l1_loss(_cast(x, dtype), _cast(y, dtype), reduction=reduction), out_dtype)
+        return _l1(params, reduction, dtype, weighted, x, y)
     if not _squares_fit(dtype, beta):
-        return NotImplemented
-    return _out(F.smooth_l1_loss(_cast(x, dtype), _cast(y, dtype), reduction=reduction, beta=beta), out_dtype)
+        return None
+    return _nn.smooth_l1_loss(_to(x, dtype), _to(y, dtype), _ENUM[reduction], beta)
+
+
+# sinh(a)^2 at the largest |a| of the plain form
+_SINH2_LIMIT = math.sinh(LOG_COSH_LINEAR) ** 2
+
+
+def _log_cosh(params, reduction, dtype, weighted, x, y):
+    """``_formulas.log_cosh_plain``: ``log1p(sinh(a)^2) / 2`` where every
+    ``|a|`` is at most 20 (read on the host); beyond, the portable formula.
+    The half is taken after the reduction."""
+    if not (_host(x) and _host(y)):
+        return None
+    q = torch.square(torch.sinh(_to(x, dtype) - _to(y, dtype)))
+    if q.numel() and not torch.max(q.detach()).item() <= _SINH2_LIMIT:
+        return None
+    return _reduce(torch.log1p(q), reduction, 0.5)
+
+
+def _gaussian_nll(params, reduction, dtype, weighted, x, y, v):
+    """``0.5 log v + (r / 2)(r / v)`` (``_formulas.gaussian_nll_loss``) in
+    three fused kernels.  (``F.gaussian_nll_loss`` clamps the variance without
+    its gradient, so its gradient at clamped variances is not ours.)"""
+    full, floor = params
+    v = _to(v, dtype).clamp_min(floor)
+    r = _to(y, dtype) - _to(x, dtype)
+    loss = torch.addcmul(torch.xlogy(_constant(0.5, v), v), r, r / v, value=0.5)
+    return _reduce(loss + _constant(HALF_LOG_2PI, v) if full else loss, reduction)
+
+
+def _margin_ranking(params, reduction, dtype, weighted, x1, x2, t):
+    (margin,) = params
+    return torch.margin_ranking_loss(
+        _to(x1, dtype), _to(x2, dtype), _to(t, dtype), margin, _ENUM[reduction]
+    )
+
+
+# --------------------------------------------------------------------- embedding
+
+
+def _cosine(params, reduction, dtype, weighted, a, b):
+    """``_formulas.cosine_plain`` with the norms from ``vector_norm``, where
+    every norm is exact (read on the host: no zero, huge or tiny vector)."""
+    axis, floor = params
+    if not (_host(a) and _host(b)):
+        return None
+    a, b = _to(a, dtype), _to(b, dtype)
+    norm_a = _linalg.linalg_vector_norm(a, 2, axis)
+    norm_b = _linalg.linalg_vector_norm(b, 2, axis)
+    if norm_a.numel():
+        low, high = _norm_bounds(dtype, a.shape[axis])
+        lo, hi = _min_max(torch.cat((norm_a.detach(), norm_b.detach())))
+        if not (low <= lo and hi <= high):
+            return None
+    cosine = _linalg.linalg_vecdot(a, b, dim=axis) / (norm_a * norm_b).clamp_min(floor)
+    return _reduce(cosine, reduction)
+
+
+def _triplet(params, reduction, dtype, weighted, anchors, positives, negatives):
+    """``_formulas.triplet_plain``, ``sqrt(sum d^2 + eps)`` as
+    ``hypot(vector_norm(d), sqrt(eps))``, where every norm is exact (read on
+    the host); p = 1 as ``sum |d| + eps``."""
+    axis, p, margin, eps = params
+    if not (p == 1 or p == 2 and _host(anchors) and _host(positives) and _host(negatives)):
+        return None
+    a = _to(anchors, dtype)
+    near = _linalg.linalg_vector_norm(a - _to(positives, dtype), p, axis)
+    far = _linalg.linalg_vector_norm(a - _to(negatives, dtype), p, axis)
+    if p == 1:
+        gap = near - far
+    else:
+        if near.numel():
+            low, high = _norm_bounds(dtype, a.shape[axis])
+            if eps >= low * low:  # eps outweighs every square lost to underflow
+                low = 0.0
+            lo, hi = _min_max(torch.cat((near.detach(), far.detach())))
+            if not (low <= lo and hi <= high):
+                return None
+        root_eps = _constant(math.sqrt(eps), near)
+        gap = torch.hypot(near, root_eps) - torch.hypot(far, root_eps)
+    return _reduce((gap + _constant(margin, gap)).clamp_min(0), reduction)
 
 
 _FAST = {
     "binary_cross_entropy": _bce,
+    "cosine_similarity_loss": _cosine,
     "cross_entropy": _cross_entropy,
+    "gaussian_nll_loss": _gaussian_nll,
+    "hinge_loss": _hinge,
     "huber_loss": _huber,
     "kl_div_loss": _kl_div,
-    "l1_loss": _elementwise(F.l1_loss),
-    "margin_ranking_loss": _elementwise(F.margin_ranking_loss),
-    "mse_loss": _elementwise(F.mse_loss),
+    "l1_loss": _l1,
+    "log_cosh_loss": _log_cosh,
+    "margin_ranking_loss": _margin_ranking,
+    "mse_loss": _mse,
     "nll_loss": _nll,
     "smooth_l1_loss": _smooth_l1,
+    "triplet_loss": _triplet,
 }
 
 
 def run(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays):
+    """The loss ``name`` by its fast path where it has one and takes the
+    call, else by the portable formula (see ``_native``)."""
     fast = _FAST.get(name)
     if fast is not None and not _compiling():
-        result = fast(xp, params, reduction, out_dtype, dtype, weighted, *arrays)
-        if result is not NotImplemented:
-            return result
+        loss = fast(params, reduction, dtype, weighted, *arrays)
+        if loss is not None:
+            return loss if loss.dtype is out_dtype else loss.to(out_dtype)
     return evaluate(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays)

@@ -1,0 +1,569 @@
+"""The PyTorch fast path (``anyloss._native.torch``) against the portable code.
+
+Every call here is made twice through the public API: by the fast path and
+inside ``_native.portable()`` (``_formulas.evaluate`` on array-api-compat's
+torch namespace).  Values and reverse-mode gradients (with respect to every
+floating input, weights included) agree to a few ulps of the result's scale
+(the kernels sum in another order, and the plain forms are not the scaled
+formulas bit for bit); forward mode gives a tangent equal to the reverse-mode
+directional derivative.  Where the fast path must give way (the hard inputs),
+the portable formula runs (a spy on ``evaluate``) and the results are the
+portable ones exactly; where it delegates, the ``F.*`` kernel runs (a spy on
+the kernel).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from typing import Any, Callable
+
+import pytest
+import torch
+import torch.autograd.forward_ad as fwAD
+
+import anyloss
+from anyloss import _native
+from anyloss._native import torch as fast
+
+REDUCTIONS = ("none", "mean", "sum")
+DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+INDEX_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+ULPS = 16
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ------------------------------------------------------------------------ inputs
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _normal(g, shape, scale=1.0):
+    return torch.randn(shape, generator=g, dtype=torch.float64) * scale
+
+
+def _uniform(g, shape, lo, hi):
+    return lo + (hi - lo) * torch.rand(shape, generator=g, dtype=torch.float64)
+
+
+def _signs(g, shape):
+    return torch.where(torch.rand(shape, generator=g) < 0.5, -1.0, 1.0).double()
+
+
+def _classes(g, shape, n):
+    return torch.randint(0, n, shape, generator=g)
+
+
+@dataclasses.dataclass
+class Case:
+    """A loss and how to draw its arguments: ``make(g, shape)`` returns the
+    positional arrays (float64 floating arrays, cast to the test's dtype)."""
+
+    id: str
+    loss: str
+    make: Callable[..., list[Any]]
+    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    shape: tuple[int, ...] = (6, 5)
+
+
+def _ce(g, s):
+    return [_normal(g, s, 2.0), _classes(g, s[:-1], s[-1])]
+
+
+def _ce_weighted(g, s):
+    return _ce(g, s) + [_uniform(g, s[:-1], 0.0, 2.0)]
+
+
+def _ce_probs(g, s):
+    return [_normal(g, s, 2.0), torch.softmax(_normal(g, s), -1)]
+
+
+def _log_probs(g, s):
+    return torch.log_softmax(_normal(g, s), -1)
+
+
+def _bce(g, s):
+    return [_normal(g, s, 3.0), _uniform(g, s, 0.0, 1.0)]
+
+
+def _bce_weighted(g, s):
+    return _bce(g, s) + [_uniform(g, s, 0.0, 2.0)]
+
+
+def _probs(g, s):
+    return [_uniform(g, s, 0.02, 0.98), _uniform(g, s, 0.0, 1.0)]
+
+
+def _pair(g, s):
+    return [_normal(g, s), _normal(g, s)]
+
+
+def _gaussian(g, s):
+    v = _uniform(g, s, 0.1, 2.0)
+    v.view(-1)[::4] = 1e-8  # below eps: clamped, no gradient
+    return _pair(g, s) + [v]
+
+
+def _triplets(g, s):
+    return [_normal(g, s) for _ in range(3)]
+
+
+CASES = [
+    Case("ce", "cross_entropy", _ce),
+    Case("ce-smoothing", "cross_entropy", _ce, {"label_smoothing": 0.1}),
+    Case("ce-weights", "cross_entropy", _ce_weighted),
+    Case("ce-probs", "cross_entropy", _ce_probs),
+    Case("ce-probs-smoothing", "cross_entropy", _ce_probs, {"label_smoothing": 0.2}),
+    Case("nll", "nll_loss", lambda g, s: [_log_probs(g, s), _classes(g, s[:-1], s[-1])]),
+    Case("kl", "kl_div_loss", lambda g, s: [_log_probs(g, s), _log_probs(g, s)]),
+    Case("bce", "binary_cross_entropy", _bce, shape=(16,)),
+    Case("bce-weights", "binary_cross_entropy", _bce_weighted, shape=(16,)),
+    Case("bce-probs", "binary_cross_entropy", _probs, {"with_logits": False}, shape=(16,)),
+    Case("hinge", "hinge_loss", lambda g, s: [_normal(g, s), _signs(g, s)], shape=(16,)),
+    Case("mse", "mse_loss", _pair, shape=(16,)),
+    Case("l1", "l1_loss", _pair, shape=(16,)),
+    Case("huber", "huber_loss", _pair, {"delta": 0.5}, shape=(16,)),
+    Case("smooth-l1", "smooth_l1_loss", _pair, {"beta": 0.5}, shape=(16,)),
+    Case("smooth-l1-beta-0", "smooth_l1_loss", _pair, {"beta": 0.0}, shape=(16,)),
+    Case("log-cosh", "log_cosh_loss", lambda g, s: [_normal(g, s, 3.0), _normal(g, s)], shape=(16,)),
+    Case("gaussian", "gaussian_nll_loss", _gaussian, shape=(16,)),
+    Case("gaussian-full", "gaussian_nll_loss", _gaussian, {"full": True, "eps": 1e-3}, shape=(16,)),
+    Case("margin-ranking", "margin_ranking_loss",
+         lambda g, s: _pair(g, s) + [_signs(g, s)], {"margin": 0.5}, shape=(16,)),
+    Case("cosine", "cosine_similarity_loss", _pair, shape=(6, 8)),
+    Case("triplet", "triplet_loss", _triplets, shape=(6, 8)),
+    Case("triplet-p1", "triplet_loss", _triplets, {"p": 1}, shape=(6, 8)),
+]
+CASE_IDS = [c.id for c in CASES]
+
+
+def _arrays(case: Case, dtype, shape=None, seed=0) -> list[Any]:
+    arrays = case.make(_gen(seed), shape or case.shape)
+    return [a.to(dtype) if a.is_floating_point() else a for a in arrays]
+
+
+def _call(case: Case, arrays, reduction, **extra):
+    return getattr(anyloss, case.loss)(*arrays, **case.kwargs, reduction=reduction, **extra)
+
+
+def _leaves(arrays):
+    return [a.detach().clone().requires_grad_(True) if a.is_floating_point() else a for a in arrays]
+
+
+def _value_and_grads(case, arrays, reduction, path):
+    leaves = _leaves(arrays)
+    with path():
+        out = _call(case, leaves, reduction)
+    wrt = [a for a in leaves if a.requires_grad]
+    cotangent = torch.linspace(0.5, 1.5, out.numel(), dtype=torch.float64).reshape(out.shape)
+    grads = torch.autograd.grad((out.double() * cotangent).sum(), wrt, allow_unused=True) if wrt else ()
+    return out, grads
+
+
+FAST, PORTABLE = contextlib.nullcontext, _native.portable
+
+
+def _eps(dtype) -> float:
+    return torch.finfo(dtype).eps
+
+
+def assert_close(got, want, dtype, what=""):
+    """``got`` equals ``want`` to ULPS units of ``dtype`` of the largest
+    magnitude (half dtypes: to one rounding of the half result), with the
+    same NaN and infinities."""
+    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype}, expected {want.dtype}"
+    assert got.shape == want.shape, f"{what}: shape {tuple(got.shape)}, expected {tuple(want.shape)}"
+    g, w = got.detach().double(), want.detach().double()
+    assert torch.equal(torch.isnan(g), torch.isnan(w)), f"{what}: NaN where {w} has none\n{g}"
+    finite = torch.isfinite(w)
+    assert torch.equal(g[~finite & ~torch.isnan(w)], w[~finite & ~torch.isnan(w)]), f"{what}: {g} vs {w}"
+    if finite.any():
+        scale = w[finite].abs().max().item()
+        half = _eps(dtype) if torch.finfo(dtype).bits < 32 else 0.0
+        tol = (ULPS * _eps(torch.float32 if half else dtype) + 2 * half) * max(scale, 1e-30)
+        err = (g[finite] - w[finite]).abs().max().item()
+        assert err <= tol, f"{what}: max error {err:.3g} > {tol:.3g}\ngot  {g}\nwant {w}"
+
+
+# --------------------------------------------------------- values and gradients
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_value_and_gradient_match_portable(case, dtype, reduction):
+    arrays = _arrays(case, dtype)
+    got, got_grads = _value_and_grads(case, arrays, reduction, FAST)
+    want, want_grads = _value_and_grads(case, arrays, reduction, PORTABLE)
+    assert got.dtype == dtype
+    assert_close(got, want, dtype, f"{case.id} value")
+    for i, (g, w) in enumerate(zip(got_grads, want_grads)):
+        assert (g is None) == (w is None), f"{case.id} gradient {i}"
+        if g is not None:
+            assert_close(g, w, dtype, f"{case.id} gradient {i}")
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", (torch.float32, torch.float64), ids=str)
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_forward_mode_matches_reverse_mode(case, dtype, reduction):
+    """The tangent of a forward-mode call is the reverse-mode directional derivative."""
+    arrays = _arrays(case, dtype)
+    g = _gen(1)
+    tangents = [torch.randn(a.shape, generator=g, dtype=torch.float64).to(dtype)
+                if a.is_floating_point() else None for a in arrays]
+    with fwAD.dual_level():
+        duals = [a if t is None else fwAD.make_dual(a, t) for a, t in zip(arrays, tangents)]
+        out = _call(case, duals, reduction)
+        primal, tangent = fwAD.unpack_dual(out)
+    assert tangent is not None, f"{case.id}: no tangent"
+    leaves = _leaves(arrays)
+    value = _call(case, leaves, reduction)
+    cotangent = torch.linspace(0.5, 1.5, value.numel(), dtype=dtype).reshape(value.shape)
+    wrt = [(a, t) for a, t in zip(leaves, tangents) if t is not None]
+    grads = torch.autograd.grad((value * cotangent).sum(), [a for a, _ in wrt])
+    reverse = sum((gr * t).sum() for gr, (_, t) in zip(grads, wrt))
+    forward = (tangent * cotangent).sum()
+    assert_close(primal, value, dtype, f"{case.id} primal")
+    scale = sum((gr.abs() * t.abs()).sum() for gr, (_, t) in zip(grads, wrt)).item()
+    assert abs(forward.item() - reverse.item()) <= ULPS * _eps(dtype) * max(scale, 1e-30), (
+        f"{case.id}: forward {forward.item()} vs reverse {reverse.item()}"
+    )
+
+
+# -------------------------------------------------------------- axes and dtypes
+
+
+AXES = [
+    ("cross_entropy", lambda g: [_normal(g, (5, 4, 3)), _classes(g, (4, 3), 5)], {"axis": 0}),
+    ("cross_entropy", lambda g: [_normal(g, (2, 5, 3)), _classes(g, (2, 3), 5)], {"axis": 1}),
+    ("cross_entropy", lambda g: [_normal(g, (2, 3, 5)), _classes(g, (2, 3), 5)], {"axis": -1}),
+    ("cross_entropy", lambda g: [_normal(g, (5,)), _classes(g, (), 5)], {}),
+    ("cross_entropy", lambda g: [_normal(g, (5, 4)), torch.softmax(_normal(g, (5, 4)), 0)],
+     {"axis": 0, "label_smoothing": 0.1}),
+    ("nll_loss", lambda g: [torch.log_softmax(_normal(g, (5, 4, 3)), 0), _classes(g, (4, 3), 5)],
+     {"axis": 0}),
+    ("nll_loss", lambda g: [torch.log_softmax(_normal(g, (2, 5, 3)), 1), _classes(g, (2, 3), 5)],
+     {"axis": 1}),
+    ("kl_div_loss", lambda g: [torch.log_softmax(_normal(g, (5, 4)), 0),
+                               torch.log_softmax(_normal(g, (5, 4)), 0)], {"axis": 0}),
+    ("kl_div_loss", lambda g: [torch.log_softmax(_normal(g, (2, 5, 3)), 1),
+                               torch.log_softmax(_normal(g, (2, 5, 3)), 1)], {"axis": 1}),
+    ("cosine_similarity_loss", lambda g: _pair(g, (4, 3, 6)), {"axis": 2}),
+    ("cosine_similarity_loss", lambda g: _pair(g, (4, 3)), {"axis": 0}),
+    ("triplet_loss", lambda g: _triplets(g, (6, 4)), {"axis": 0}),
+    ("triplet_loss", lambda g: _triplets(g, (2, 6, 4)), {"axis": 1}),
+]
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("i", range(len(AXES)), ids=[f"{a[0]}-{a[2]}" for a in AXES])
+def test_other_axes(i, reduction):
+    loss, make, kwargs = AXES[i]
+    case = Case(f"{loss}-{kwargs}", loss, make, kwargs)
+    arrays = [a.float() if a.is_floating_point() else a for a in make(_gen())]
+    got, got_grads = _value_and_grads(case, arrays, reduction, FAST)
+    want, want_grads = _value_and_grads(case, arrays, reduction, PORTABLE)
+    assert_close(got, want, torch.float32, case.id)
+    for g, w in zip(got_grads, want_grads):
+        assert_close(g, w, torch.float32, case.id)
+
+
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES, ids=str)
+@pytest.mark.parametrize("loss", ["cross_entropy", "nll_loss"])
+def test_integer_class_indices(loss, index_dtype):
+    """Every integer dtype of class indices, backward included."""
+    g = _gen()
+    x = _normal(g, (6, 5)).float()
+    if loss == "nll_loss":
+        x = torch.log_softmax(x, -1)
+    case = Case(loss, loss, None, {"label_smoothing": 0.1} if loss == "cross_entropy" else {})
+    arrays = [x, _classes(g, (6,), 5).to(index_dtype)]
+    for reduction in REDUCTIONS:
+        got, (got_grad,) = _value_and_grads(case, arrays, reduction, FAST)
+        want, (want_grad,) = _value_and_grads(case, arrays, reduction, PORTABLE)
+        assert_close(got, want, torch.float32, loss)
+        assert_close(got_grad, want_grad, torch.float32, loss)
+
+
+@pytest.mark.parametrize("target_dtype", (torch.int8, torch.int32, torch.int64, torch.bool), ids=str)
+@pytest.mark.parametrize("loss", ["hinge_loss", "margin_ranking_loss", "binary_cross_entropy"])
+def test_integer_targets(loss, target_dtype):
+    g = _gen()
+    x = _normal(g, (16,)).float()
+    labels = torch.rand(16, generator=g) < 0.5
+    if loss == "binary_cross_entropy":
+        arrays = [x, labels.to(target_dtype)]
+    else:
+        if target_dtype == torch.bool:
+            return
+        signs = (2 * labels.long() - 1).to(target_dtype)
+        arrays = [x, signs] if loss == "hinge_loss" else [x, _normal(g, (16,)).float(), signs]
+    case = Case(loss, loss, None)
+    for reduction in REDUCTIONS:
+        got, got_grads = _value_and_grads(case, arrays, reduction, FAST)
+        want, want_grads = _value_and_grads(case, arrays, reduction, PORTABLE)
+        assert_close(got, want, torch.float32, loss)
+        for a, b in zip(got_grads, want_grads):
+            assert_close(a, b, torch.float32, loss)
+
+
+def test_mixed_dtypes():
+    """float32 logits with float64 weights: computed and returned in float64."""
+    g = _gen()
+    logits, targets = _normal(g, (6, 5)).float(), _classes(g, (6,), 5)
+    weights = _uniform(g, (6,), 0.0, 2.0)
+    got = anyloss.cross_entropy(logits, targets, weights=weights, reduction="mean")
+    with _native.portable():
+        want = anyloss.cross_entropy(logits, targets, weights=weights, reduction="mean")
+    assert got.dtype == torch.float64
+    assert_close(got, want, torch.float64, "mixed")
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_empty_batch(case, reduction):
+    shape = (0,) + case.shape[1:]
+    arrays = _arrays(case, torch.float32, shape=shape)
+    got, got_grads = _value_and_grads(case, arrays, reduction, FAST)
+    want, want_grads = _value_and_grads(case, arrays, reduction, PORTABLE)
+    assert_close(got, want, torch.float32, case.id)
+    for g, w in zip(got_grads, want_grads):
+        assert_close(g, w, torch.float32, case.id)
+
+
+# ------------------------------------------------------------- where it gives way
+
+
+INF = math.inf
+F32_MAX = float(torch.finfo(torch.float32).max)
+
+
+def _t(*values, shape=None, dtype=torch.float32):
+    t = torch.tensor(values, dtype=dtype)
+    return t.reshape(shape) if shape else t
+
+
+# (id, loss, arrays, kwargs): inputs where the kernel or the plain form is
+# wrong, so the portable formula must run.
+HARD = [
+    ("bce-infinite-logits", "binary_cross_entropy", [_t(-INF, INF, 1.0), _t(0.0, 1.0, 1.0)],
+     {"reduction": "none"}),
+    ("bce-infinite-logits-mean", "binary_cross_entropy", [_t(-INF, INF, 1.0), _t(0.0, 1.0, 1.0)], {}),
+    ("bce-confident", "binary_cross_entropy", [_t(-30.0, 1.0), _t(0.0, 1.0)], {"reduction": "none"}),
+    ("bce-confident-mean", "binary_cross_entropy", [_t(-30.0, -40.0), _t(0.0, 0.0)],
+     {"reduction": "mean"}),
+    ("bce-probs-0-and-1", "binary_cross_entropy", [_t(0.0, 1.0, 0.5), _t(0.0, 1.0, 1.0)],
+     {"with_logits": False}),
+    ("bce-probs-1e-13", "binary_cross_entropy", [_t(1e-13, 0.5, dtype=torch.float64),
+                                                 _t(1.0, 1.0, dtype=torch.float64)],
+     {"with_logits": False, "reduction": "none"}),
+    ("ce-confident-row", "cross_entropy", [_t(30.0, 0.0, 1.0, 2.0, shape=(2, 2)), torch.tensor([0, 1])],
+     {"reduction": "none"}),
+    ("ce-confident-mean", "cross_entropy", [_t(30.0, 0.0, 0.0, 40.0, shape=(2, 2)), torch.tensor([0, 1])],
+     {"reduction": "mean"}),
+    ("ce-infinite-logit", "cross_entropy", [_t(-INF, 0.0, 1.0, 2.0, shape=(2, 2)), torch.tensor([1, 0])],
+     {"reduction": "none"}),
+    ("ce-smoothing-huge-range", "cross_entropy",
+     [_t(0.0, 0.0, 2.0**126, -(2.0**126), shape=(1, 4)), torch.tensor([0])], {"label_smoothing": 0.1}),
+    ("ce-probs-minus-inf-logit", "cross_entropy",
+     [_t(-INF, 0.0, 1.0, 2.0, shape=(2, 2)), _t(0.0, 1.0, 0.5, 0.5, shape=(2, 2))], {}),
+    ("ce-probs-confident", "cross_entropy",
+     [_t(30.0, 0.0, shape=(1, 2)), _t(1.0, 0.0, shape=(1, 2))], {"reduction": "mean"}),
+    ("kl-minus-inf-target", "kl_div_loss",
+     [_t(-1.0, -0.5, -0.3, -2.0, shape=(2, 2)), _t(-INF, 0.0, -0.7, -0.7, shape=(2, 2))], {}),
+    ("kl-minus-inf-mean", "kl_div_loss",
+     [_t(-1.0, -0.5, -0.3, -2.0, shape=(2, 2)), _t(-INF, 0.0, -0.7, -0.7, shape=(2, 2))],
+     {"reduction": "mean"}),
+    ("log-cosh-beyond-20", "log_cosh_loss", [_t(0.5, 30.0, -100.0), _t(0.0, 0.0, 0.0)], {}),
+    ("log-cosh-overflow", "log_cosh_loss", [_t(1.0, 1e4), _t(0.0, 0.0)], {"reduction": "mean"}),
+    ("cosine-zero-vector", "cosine_similarity_loss", [_t(0.0, 0.0, 1.0, 2.0, shape=(2, 2)),
+                                                      _t(1.0, 2.0, 3.0, 1.0, shape=(2, 2))], {}),
+    ("cosine-huge", "cosine_similarity_loss", [_t(1e20, 2e20, 1.0, 2.0, shape=(2, 2)),
+                                               _t(3e20, 1e20, 3.0, 1.0, shape=(2, 2))], {}),
+    ("cosine-tiny", "cosine_similarity_loss", [_t(1e-25, 2e-25, 1.0, 2.0, shape=(2, 2)),
+                                               _t(3e-25, 1e-25, 3.0, 1.0, shape=(2, 2))], {"eps": 0.0}),
+    ("cosine-huge-float64", "cosine_similarity_loss",
+     [_t(1e200, 2e200, shape=(1, 2), dtype=torch.float64), _t(3e200, 1e200, shape=(1, 2), dtype=torch.float64)],
+     {}),
+    ("triplet-huge", "triplet_loss", [_t(1e20, 0.0, shape=(1, 2)), _t(-1e20, 0.0, shape=(1, 2)),
+                                      _t(0.0, 3e20, shape=(1, 2))], {}),
+    ("triplet-tiny-eps-0", "triplet_loss", [_t(1e-25, 0.0, shape=(1, 2)), _t(0.0, 0.0, shape=(1, 2)),
+                                            _t(0.0, 3e-25, shape=(1, 2))], {"eps": 0.0, "margin": 0.0}),
+    ("triplet-zero-distance-eps-0", "triplet_loss",
+     [_t(1.0, 2.0, shape=(1, 2)), _t(1.0, 2.0, shape=(1, 2)), _t(0.0, 3.0, shape=(1, 2))],
+     {"eps": 0.0}),
+]
+
+
+@pytest.fixture
+def evaluate_spy(monkeypatch):
+    """Counts the calls of the portable formula by the fast path."""
+    calls = []
+    original = fast.evaluate
+
+    def spy(*args):
+        calls.append(args[1])
+        return original(*args)
+
+    monkeypatch.setattr(fast, "evaluate", spy)
+    return calls
+
+
+@pytest.mark.parametrize("i", range(len(HARD)), ids=[h[0] for h in HARD])
+def test_hard_inputs_run_the_portable_formula(i, evaluate_spy):
+    id_, loss, arrays, kwargs = HARD[i]
+    case = Case(id_, loss, None, {k: v for k, v in kwargs.items() if k != "reduction"})
+    reduction = kwargs.get("reduction", "none")
+    got, got_grads = _value_and_grads(case, arrays, reduction, FAST)
+    assert evaluate_spy == [loss], f"{id_}: the portable formula did not run"
+    want, want_grads = _value_and_grads(case, arrays, reduction, PORTABLE)
+    assert torch.equal(got.isnan(), want.isnan()) and torch.equal(got.nan_to_num(), want.nan_to_num())
+    for g, w in zip(got_grads, want_grads):
+        assert torch.equal(g.isnan(), w.isnan()) and torch.equal(g.nan_to_num(), w.nan_to_num())
+
+
+# ---------------------------------------------------------------- what runs
+
+
+# loss case -> the kernel that runs it (an attribute of torch or torch._C._nn)
+KERNELS = {
+    "ce": (torch._C._nn, "cross_entropy_loss"),
+    "ce-smoothing": (torch._C._nn, "cross_entropy_loss"),
+    "ce-weights": (torch._C._nn, "cross_entropy_loss"),
+    "nll": (torch._C._nn, "nll_loss_nd"),
+    "kl": (torch, "kl_div"),
+    "bce": (torch, "binary_cross_entropy_with_logits"),
+    "bce-weights": (torch, "binary_cross_entropy_with_logits"),
+    "bce-probs": (torch._C._nn, "binary_cross_entropy"),
+    "mse": (torch._C._nn, "mse_loss"),
+    "l1": (torch._C._nn, "l1_loss"),
+    "huber": (torch._C._nn, "huber_loss"),
+    "smooth-l1": (torch._C._nn, "smooth_l1_loss"),
+    "smooth-l1-beta-0": (torch._C._nn, "l1_loss"),
+    "margin-ranking": (torch, "margin_ranking_loss"),
+    "ce-probs": (torch, "logsumexp"),
+    "ce-probs-smoothing": (torch, "logsumexp"),
+    "log-cosh": (torch, "sinh"),
+    "gaussian": (torch, "xlogy"),
+    "gaussian-full": (torch, "xlogy"),
+    "hinge": (torch, "addcmul"),
+    "cosine": (torch._C._linalg, "linalg_vector_norm"),
+    "triplet": (torch, "hypot"),
+    "triplet-p1": (torch._C._linalg, "linalg_vector_norm"),
+}
+
+
+def test_every_case_names_its_kernel():
+    assert set(KERNELS) == set(CASE_IDS)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_the_kernel_runs(case, reduction, evaluate_spy, monkeypatch):
+    """Ordinary inputs run torch's kernel (the one behind ``F.*`` where we
+    delegate), never the portable formula."""
+    owner, name = KERNELS[case.id]
+    kernel, calls = getattr(owner, name), []
+
+    def spy(*args, **kwargs):
+        calls.append(name)
+        return kernel(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, spy)
+    _call(case, _arrays(case, torch.float32), reduction)
+    assert calls, f"{case.id}: {name} did not run"
+    assert evaluate_spy == [], f"{case.id}: the portable formula ran"
+
+
+# --------------------------------------------------------------- class indices
+
+
+@pytest.mark.parametrize("bad", [5, -1, -100])
+@pytest.mark.parametrize("index_dtype", (torch.int64, torch.int32, torch.int16), ids=str)
+@pytest.mark.parametrize("loss", ["cross_entropy", "nll_loss"])
+def test_out_of_range_class_indices_raise(loss, index_dtype, bad):
+    logits = torch.log_softmax(torch.randn(3, 5), -1).requires_grad_()
+    targets = torch.tensor([0, bad, 4], dtype=index_dtype)
+    for kwargs in ({}, {"reduction": "mean"}, {"axis": -1, "reduction": "sum"}):
+        with pytest.raises(ValueError, match=rf"{loss}: targets holds class indices from {min(bad, 0)} to"):
+            getattr(anyloss, loss)(logits, targets, **kwargs)
+    if loss == "cross_entropy":
+        with pytest.raises(ValueError, match="class indices"):
+            anyloss.cross_entropy(logits, targets, weights=torch.ones(3), label_smoothing=0.1)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "nll_loss"])
+def test_guarded_indices_give_nan(loss):
+    """Indices that could not be read (``guard``): NaN where out of range, as
+    the portable formula gives, the others' losses unchanged."""
+    x = torch.log_softmax(torch.randn(4, 5), -1)
+    targets = torch.tensor([0, 7, -1, 4])
+    params = (1, 0.1, False, True) if loss == "cross_entropy" else (1, True)
+    xp = anyloss._common.namespace(loss, x=x)
+    for reduction in REDUCTIONS:
+        got = fast.run(xp, loss, params, reduction, torch.float32, torch.float32, False, x, targets)
+        want = _native.evaluate(xp, loss, params, reduction, torch.float32, torch.float32, False, x, targets)
+        assert torch.equal(got.isnan(), want.isnan())
+        assert_close(got.nan_to_num(), want.nan_to_num(), torch.float32, loss)
+
+
+# ------------------------------------------------------------ torch.func, vmap
+
+
+FUNC_CASES = [c for c in CASES if c.id != "ce-weights"]
+
+
+@pytest.mark.parametrize("case", FUNC_CASES, ids=[c.id for c in FUNC_CASES])
+def test_torch_func_grad(case):
+    arrays = _arrays(case, torch.float32)
+    first = arrays[0]
+
+    def loss(x):
+        return _call(case, [x] + arrays[1:], "mean")
+
+    got = torch.func.grad(loss)(first)
+    leaf = first.detach().clone().requires_grad_()
+    with _native.portable():
+        (want,) = torch.autograd.grad(loss(leaf), leaf)
+    assert_close(got, want, torch.float32, case.id)
+
+
+@pytest.mark.parametrize("case", FUNC_CASES, ids=[c.id for c in FUNC_CASES])
+def test_vmap(case):
+    batch = [_arrays(case, torch.float32, seed=s) for s in range(3)]
+    stacked = [torch.stack(column) for column in zip(*batch)]
+    got = torch.func.vmap(lambda *a: _call(case, list(a), "mean"))(*stacked)
+    with _native.portable():
+        want = torch.stack([_call(case, arrays, "mean") for arrays in batch])
+    assert_close(got, want, torch.float32, case.id)
+
+
+def test_vmap_over_out_of_range_indices_gives_nan():
+    logits = torch.randn(2, 3, 4)
+    targets = torch.tensor([[0, 1, 2], [3, 9, 1]])
+    got = torch.func.vmap(lambda x, t: anyloss.cross_entropy(x, t))(logits, targets)
+    assert got[1, 1].isnan() and got.isnan().sum() == 1
+    with _native.portable():
+        want = anyloss.cross_entropy(logits[0], targets[0])
+    assert_close(got[0], want, torch.float32, "vmap")
+
+
+def test_compile_fullgraph_runs_the_portable_formula():
+    x, y = torch.randn(8), torch.randn(8)
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda a, b: anyloss.log_cosh_loss(a, b, reduction="mean"),
+                             backend="aot_eager", fullgraph=True)
+    with _native.portable():
+        want = anyloss.log_cosh_loss(x, y, reduction="mean")
+    assert_close(compiled(x, y), want, torch.float32, "compile")
