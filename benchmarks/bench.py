@@ -382,7 +382,8 @@ METHOD = """\
   tokens, 32000-word vocabulary), 1024x1024 and 4096x32768 logits with class
   indices; the elementwise losses 256, 4096, 2^20 and 2^24 elements;
   cosine_similarity_loss and triplet_loss 64x128, 256x768, 1024x1024 and 16384x1024
-  rows of embeddings; kl_div_loss 64x10, 256x1000, 1024x1024 and 16384x1024.
+  rows of embeddings; kl_div_loss 64x10, 256x1000, 1024x1024 and 16384x1024 (the
+  log-probabilities of nll_loss and kl_div_loss from a log-softmax).
 - Summary: the geometric mean of ours / peer over the losses at one batch (the
   first size of each loss: 64x10, 256 elements, 64x128), at ~1M elements
   (1024x1024, 2^20) and at the large sizes; the goals are those of the project:

@@ -88,13 +88,19 @@ def logits(rng, shape) -> Arrays:
     return [_normal(rng, shape, 2.0), _classes(rng, shape)]
 
 
+def _log_softmax(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    x = _normal(rng, shape)
+    x -= x.max(axis=-1, keepdims=True)
+    x -= np.log(np.exp(x).sum(axis=-1, keepdims=True))
+    return np.minimum(x, 0, out=x)  # log-probabilities: at most 0, also after rounding
+
+
 def log_probs(rng, shape) -> Arrays:
-    return [_normal(rng, shape) - np.float32(math.log(shape[-1])), _classes(rng, shape)]
+    return [_log_softmax(rng, shape), _classes(rng, shape)]
 
 
 def two_log_probs(rng, shape) -> Arrays:
-    shift = np.float32(math.log(shape[-1]))
-    return [_normal(rng, shape) - shift, _normal(rng, shape) - shift]
+    return [_log_softmax(rng, shape), _log_softmax(rng, shape)]
 
 
 def binary(rng, shape) -> Arrays:
