@@ -138,6 +138,12 @@ class Peer:
     load: Callable[[], Callable[..., Any]]
 
 
+def _args(kwargs: dict[str, Any]) -> str:
+    """The keyword arguments for a label, but for the default ``reduction='mean'``."""
+    shown = [f"{k}={v!r}" for k, v in kwargs.items() if (k, v) != ("reduction", "mean")]
+    return f"({', '.join(shown)})" if shown else ""
+
+
 def torch_f(name: str, **kwargs: Any) -> Peer:
     """``torch.nn.functional.<name>(..., **kwargs)``, by default with ``reduction='mean'``."""
     kwargs.setdefault("reduction", "mean")
@@ -147,7 +153,7 @@ def torch_f(name: str, **kwargs: Any) -> Peer:
 
         return functools.partial(getattr(F, name), **kwargs)
 
-    return Peer(f"F.{name}", load)
+    return Peer(f"F.{name}{_args(kwargs)}", load)
 
 
 def torch_expr(label: str, fn: Callable[..., Any]) -> Peer:
@@ -171,7 +177,7 @@ def optax_loss(name: str, **kwargs: Any) -> Peer:
         loss = getattr(optax.losses, name)
         return lambda *a: jnp.mean(loss(*a, **kwargs))
 
-    return Peer(f"optax.losses.{name}", load)
+    return Peer(f"optax.losses.{name}{_args(kwargs)}", load)
 
 
 def _expr_peer(expr: Callable[..., Any], module: str, prefix: str) -> Peer:
@@ -201,7 +207,7 @@ def _nll(xp, x, y):
 
 
 def _bce(xp, x, y):
-    """mean(max(x, 0) - x y + log1p(exp(-|x|)))"""
+    """mean(max(x, 0) - x y + log1p(exp(-abs(x))))"""
     return xp.mean(xp.maximum(x, 0) - x * y + xp.log1p(xp.exp(-xp.abs(x))))
 
 
@@ -211,18 +217,18 @@ def _mse(xp, x, y):
 
 
 def _l1(xp, x, y):
-    """mean(|x - y|)"""
+    """mean(abs(x - y))"""
     return xp.mean(xp.abs(x - y))
 
 
 def _huber(xp, x, y):  # delta = 1
-    """mean(where(|x - y| <= 1, (x - y)^2 / 2, |x - y| - 1/2))"""
+    """mean(where(abs(x - y) <= 1, (x - y)^2 / 2, abs(x - y) - 1/2))"""
     a = xp.abs(x - y)
     return xp.mean(xp.where(a <= 1.0, 0.5 * a * a, a - 0.5))
 
 
 def _smooth_l1(xp, x, y):  # beta = 1
-    """mean(where(|x - y| < 1, (x - y)^2 / 2, |x - y| - 1/2))"""
+    """mean(where(abs(x - y) < 1, (x - y)^2 / 2, abs(x - y) - 1/2))"""
     a = xp.abs(x - y)
     return xp.mean(xp.where(a < 1.0, 0.5 * a * a, a - 0.5))
 
@@ -255,7 +261,7 @@ def _kl_div(xp, x, t):
 
 
 def _cosine(xp, x, y):  # eps = 1e-8
-    """mean(x.y / max(|x| |y|, eps))"""
+    """mean(sum(x y, 1) / max(norm(x) norm(y), eps))"""
     norms = xp.sqrt(xp.sum(x * x, axis=1)) * xp.sqrt(xp.sum(y * y, axis=1))
     return xp.mean(xp.sum(x * y, axis=1) / xp.maximum(norms, 1e-8))
 
@@ -288,7 +294,7 @@ class Case:
         if library == "torch":
             return self.torch
         if library == "mlx":
-            return Peer(f"mlx.nn.losses.{self.name}", self._mlx)
+            return Peer(f"mlx.nn.losses.{self.name}{_args(self.params)}", self._mlx)
         if library == "jax":
             if self.optax is not None and _has("optax"):
                 return self.optax
