@@ -404,7 +404,7 @@ NOTES = """\
 
 
 def write_markdown(rows, peers, summ, path: Path, opts: argparse.Namespace, command: str,
-                   plot: str | None) -> None:
+                   plot: str | None, elapsed: float) -> None:
     threads = "one thread" if opts.threads == 1 else (
         "its default threads" if opts.threads <= 0 else f"{opts.threads} threads")
     libs = [n for n in opts.libraries if any(r["library"] == n for r in rows)]
@@ -417,11 +417,13 @@ def write_markdown(rows, peers, summ, path: Path, opts: argparse.Namespace, comm
         f"- Machine: {_machine()}",
         f"- Date: {datetime.date.today().isoformat()}",
         f"- Versions: {_versions(libs)}",
-        f"- Command: `{command}`",
+        f"- Command: `{command}`, which ran "
+        + (f"{elapsed:.0f} s" if elapsed < 120 else f"{elapsed / 60:.0f} min"),
         METHOD.format(threads=threads, big=f"{BIG_GOAL:.2f}", worst=f"{MAX_GOAL:g}"),
         "",
         "## Summary",
         "",
+        *_partial(opts),
         *summary_table(summ, opts.portable),
         "",
     ]
@@ -439,6 +441,18 @@ def write_markdown(rows, peers, summ, path: Path, opts: argparse.Namespace, comm
     lines += ["## Notes", "", NOTES, ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
+
+
+def _partial(opts: argparse.Namespace) -> list[str]:
+    """A warning line where the run left out libraries, losses or sizes."""
+    left_out = [n for n in LIBRARIES if n not in opts.libraries]
+    left_out += [c.name for c in CASES if c not in opts.cases]
+    left_out += ["sizes other than the first" if opts.quick else ""]
+    left_out += [f"the {t} sizes" for t in TIERS if t not in opts.tiers]
+    left_out = [s for s in left_out if s]
+    if not left_out:
+        return []
+    return [f"**A partial run**, without {', '.join(left_out)}.", ""]
 
 
 def write_plot(rows: list[dict[str, Any]], path: Path) -> bool:
@@ -556,7 +570,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {plot}")
     if opts.out:
         rel = os.path.relpath(plot, Path(opts.out).parent) if plot else None
-        write_markdown(rows, peers, summ, Path(opts.out), opts, command, rel)
+        write_markdown(rows, peers, summ, Path(opts.out), opts, command, rel,
+                       time.perf_counter() - start)
         print(f"wrote {opts.out}")
     return 0
 
