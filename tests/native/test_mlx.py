@@ -1,0 +1,528 @@
+"""The MLX fast path (``anyloss._native.mlx``) under every MLX transformation.
+
+Each call is made through the public API twice: by the fast path (the
+compiled, cached ``evaluate`` on MLX's namespace with its cheaper forms) and
+inside ``_native.portable()`` (``evaluate`` on ``mlx.core``, op by op), and,
+where the semantics agree (float32, ordinary inputs), against
+``mlx.nn.losses``.  Values, gradients (``mx.grad``, ``mx.value_and_grad``,
+``mx.vjp``), forward mode (``mx.jvp`` against reverse mode and finite
+differences), forward-over-reverse Hessian-vector products, ``mx.vmap`` and
+``mx.compile`` (also shapeless, across a change of shape) are compared.
+Sizes on both sides of ``EXP_BY_POW2_MIN_SIZE`` exercise both forms of
+``exp``.  The last tests count traces: a repeated call traces nothing, and
+the compiled functions kept are bounded.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+mx = pytest.importorskip("mlx.core")
+losses = pytest.importorskip("mlx.nn.losses")
+
+import anyloss  # noqa: E402
+from anyloss import _formulas, _native  # noqa: E402
+from anyloss._native import mlx as fast  # noqa: E402
+
+REDUCTIONS = ("none", "mean", "sum")
+HALF = {"float16": mx.float16, "bfloat16": mx.bfloat16}
+# Relative tolerance of a result in each dtype against the other path (a few
+# ulps of float32: MLX's own exp and log are off by several; the output
+# rounding of the half types).
+RTOL = {"float32": 3e-6, "float16": 2e-3, "bfloat16": 1.6e-2}
+
+
+@pytest.fixture(autouse=True)
+def fresh():
+    """Each test starts with no compiled configuration (a patched constant
+    must not meet a function traced before it)."""
+    fast._CACHE.clear()
+    yield
+    fast._CACHE.clear()
+
+
+# ------------------------------------------------------------------------ inputs
+
+
+def _log_softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = z - z.max(axis=axis, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
+
+
+def _mx(a: np.ndarray, dtype: str = "float32"):
+    """A float64 NumPy array as an MLX array of ``dtype`` (integers as int32)."""
+    if a.dtype.kind in "iu":
+        return mx.array(a.astype(np.int32))
+    out = mx.array(a.astype(np.float32))
+    return out.astype(HALF[dtype]) if dtype in HALF else out
+
+
+def make(name: str, shape: tuple[int, ...], rng: np.random.Generator, variant: str = ""):
+    """``(arrays, kwargs)`` of a valid call: float64 NumPy arrays (class
+    indices int) and the keyword arguments.  ``variant`` picks a parameter
+    setting; for the embedding losses the rows are along axis 0, the
+    vectors along axis 1."""
+    normal = lambda s=shape, k=1.0: rng.standard_normal(s) * k  # noqa: E731
+    signs = lambda: np.where(rng.random(shape) < 0.5, -1.0, 1.0)  # noqa: E731
+    rows = shape[:-1]
+    if name == "cross_entropy":
+        logits = normal(k=2.0)
+        if variant == "probabilities":
+            return [logits, np.exp(_log_softmax(normal()))], {}
+        kwargs = {"label_smoothing": 0.1} if variant == "smoothing" else {}
+        arrays = [logits, rng.integers(0, shape[-1], rows)]
+        if variant == "weights":
+            arrays.append(rng.uniform(0.5, 2.0, rows))
+        return arrays, kwargs
+    if name == "nll_loss":
+        return [_log_softmax(normal()), rng.integers(0, shape[-1], rows)], {}
+    if name == "kl_div_loss":
+        return [_log_softmax(normal()), _log_softmax(normal())], {}
+    if name == "binary_cross_entropy":
+        if variant == "probabilities":
+            return [rng.uniform(0.02, 0.98, shape), rng.uniform(0.0, 1.0, shape)], {"with_logits": False}
+        arrays = [normal(k=3.0), (rng.random(shape) < 0.5) * 1.0]
+        if variant == "weights":
+            arrays.append(rng.uniform(0.5, 2.0, shape))
+        return arrays, {}
+    if name == "hinge_loss":
+        return [normal(), signs()], {}
+    if name in ("l1_loss", "mse_loss", "log_cosh_loss"):
+        return [normal(), normal()], {}
+    if name == "smooth_l1_loss":
+        return [normal(), normal()], {"beta": 0.5 if variant else 1.0}
+    if name == "huber_loss":
+        return [normal(), normal()], {"delta": 2.0 if variant else 1.0}
+    if name == "gaussian_nll_loss":
+        return [normal(), normal(), rng.uniform(0.1, 2.0, shape)], {"full": variant == "full"}
+    if name == "margin_ranking_loss":
+        return [normal(), normal(), signs()], {"margin": 0.5 if variant else 0.0}
+    if name == "cosine_similarity_loss":
+        return [normal(), normal()], {"axis": 1}
+    if name == "triplet_loss":
+        p = {"p1": 1, "p3": 3}.get(variant, 2)
+        return [normal(), normal(), normal()], {"p": p, "axis": 1}
+    raise ValueError(name)
+
+
+# loss -> its parameter variants
+VARIANTS = {
+    "cross_entropy": ("", "probabilities", "smoothing", "weights"),
+    "nll_loss": ("",),
+    "kl_div_loss": ("",),
+    "binary_cross_entropy": ("", "probabilities", "weights"),
+    "hinge_loss": ("",),
+    "l1_loss": ("",),
+    "mse_loss": ("",),
+    "smooth_l1_loss": ("", "beta"),
+    "huber_loss": ("", "delta"),
+    "log_cosh_loss": ("",),
+    "gaussian_nll_loss": ("", "full"),
+    "margin_ranking_loss": ("", "margin"),
+    "cosine_similarity_loss": ("",),
+    "triplet_loss": ("", "p1", "p3"),
+}
+LOSSES = tuple(VARIANTS)
+CALLS = [(name, v) for name in LOSSES for v in VARIANTS[name]]
+# Below and above EXP_BY_POW2_MIN_SIZE.
+SHAPES = ((6, 5), (40, 64))
+
+
+def _floats(name: str, arrays: list) -> list[int]:
+    """Positions of the arrays a gradient is taken with respect to."""
+    return [i for i, a in enumerate(arrays) if mx.issubdtype(a.dtype, mx.floating)
+            and not (name == "hinge_loss" and i == 1) and not (name == "margin_ranking_loss" and i == 2)]
+
+
+def _grads(f, argnums):
+    """``mx.value_and_grad(f, argnums)`` with the gradients always a tuple
+    (MLX returns a lone array for a single argnum)."""
+    both = mx.value_and_grad(f, argnums=argnums)
+
+    def call(*arrays):
+        value, grads = both(*arrays)
+        return value, (grads,) if len(argnums) == 1 else tuple(grads)
+
+    return call
+
+
+def _call(name, arrays, kwargs, reduction):
+    return getattr(anyloss, name)(*arrays, **kwargs, reduction=reduction)
+
+
+def _close(got, want, rtol, what=""):
+    """Equal NaN/inf patterns, values within ``rtol`` of the larger of the two
+    and of the inputs' scale (sums and differences of terms of magnitude 1)."""
+    got = np.asarray(np.array(got.astype(mx.float32) if got.dtype != mx.float32 else got), np.float64)
+    want = np.asarray(np.array(want.astype(mx.float32) if want.dtype != mx.float32 else want), np.float64)
+    assert got.shape == want.shape, what
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=what)
+    finite = np.isfinite(want)
+    np.testing.assert_array_equal(got[~finite], want[~finite], err_msg=what)
+    scale = np.maximum(np.abs(want[finite]), 1.0)
+    assert np.all(np.abs(got[finite] - want[finite]) <= rtol * scale), (
+        f"{what}: max error {np.max(np.abs(got[finite] - want[finite]) / scale, initial=0)}"
+    )
+
+
+# ------------------------------------------------------------------- values
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("name,variant", CALLS)
+def test_values_and_gradients_match_portable(name, variant, shape):
+    rng = np.random.default_rng(zlib_seed(name, variant, shape))
+    data, kwargs = make(name, shape, rng, variant)
+    for dtype in ("float32", "float16", "bfloat16"):
+        arrays = [_mx(a, dtype) for a in data]
+        argnums = _floats(name, arrays)
+        for reduction in REDUCTIONS:
+            what = f"{name}[{variant}] {dtype} {reduction}"
+            got = _call(name, arrays, kwargs, reduction)
+            with _native.portable():
+                want = _call(name, arrays, kwargs, reduction)
+            assert got.dtype == want.dtype == arrays[0].dtype, what
+            _close(got, want, RTOL[dtype], what)
+            if reduction == "none" or dtype != "float32":
+                continue
+            f = lambda *a: _call(name, a, kwargs, reduction)  # noqa: E731
+            value, grads = _grads(f, argnums)(*arrays)
+            with _native.portable():
+                want_value, want_grads = _grads(f, argnums)(*arrays)
+            _close(value, want_value, RTOL[dtype], what)
+            for i, g, w in zip(argnums, grads, want_grads):
+                _close(g, w, 1e-5, f"{what} d/d(arg {i})")
+            # mx.grad gives value_and_grad's gradient
+            plain = mx.grad(f, argnums=argnums)(*arrays)
+            for g, w in zip((plain,) if len(argnums) == 1 else plain, grads):
+                _close(g, w, 0.0, what)
+
+
+def zlib_seed(*parts) -> int:
+    import zlib
+
+    return zlib.crc32(repr(parts).encode())
+
+
+@pytest.mark.parametrize("name,variant", CALLS)
+def test_values_match_mlx(name, variant):
+    """float32 on ordinary inputs, where MLX's formulas and ours agree."""
+    rng = np.random.default_rng(zlib_seed("mlx", name, variant))
+    data, kwargs = make(name, (40, 64), rng, variant)
+    arrays = [_mx(a) for a in data]
+    peer = getattr(losses, name)
+    for reduction in REDUCTIONS:
+        got = _call(name, arrays, kwargs, reduction)
+        want = peer(*arrays, **kwargs, reduction=reduction)
+        _close(got, want, 2e-5, f"{name}[{variant}] {reduction}")
+    argnums = _floats(name, arrays)
+    _, grads = _grads(lambda *a: _call(name, a, kwargs, "sum"), argnums)(*arrays)
+    _, want = _grads(lambda *a: peer(*a, **kwargs, reduction="sum"), argnums)(*arrays)
+    for i, g, w in zip(argnums, grads, want):
+        _close(g, w, 2e-5, f"{name}[{variant}] d/d(arg {i})")
+
+
+@pytest.mark.parametrize("classes", (2, 3, 10, 1000))
+@pytest.mark.parametrize("smoothing", (0.0, 0.1, 0.5, 0.9))
+def test_label_smoothing_across_class_counts(classes, smoothing):
+    rng = np.random.default_rng(classes)
+    logits = _mx(rng.standard_normal((7, classes)) * 3)
+    targets = _mx(rng.integers(0, classes, 7))
+    for reduction in REDUCTIONS:
+        got = anyloss.cross_entropy(logits, targets, label_smoothing=smoothing, reduction=reduction)
+        want = losses.cross_entropy(logits, targets, label_smoothing=smoothing, reduction=reduction)
+        _close(got, want, 2e-5, f"C={classes} s={smoothing} {reduction}")
+    f = lambda x: anyloss.cross_entropy(x, targets, label_smoothing=smoothing, reduction="sum")  # noqa: E731
+    g = mx.grad(f)(logits)
+    with _native.portable():
+        w = mx.grad(f)(logits)
+    _close(g, w, 1e-5)
+    # The gradient of the smoothed loss: softmax - (1 - s) one_hot - s / C.
+    x = np.array(logits, np.float64)
+    p = np.exp(_log_softmax(x))
+    one_hot = np.eye(classes)[np.array(targets)]
+    np.testing.assert_allclose(np.array(g), p - (1 - smoothing) * one_hot - smoothing / classes,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_special_values_match_portable(monkeypatch):
+    """Infinite and NaN inputs, huge and tiny values, through both forms of
+    exp (the power of two forced onto every size)."""
+    inf, nan = math.inf, math.nan
+    x = np.array([0.0, 1e-30, -1e-30, 20.0, -20.0, 88.5, -88.5, -100.0, 1e20, -1e20, inf, -inf, nan])
+    t = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0])
+    for size in (1 << 30, 0):
+        monkeypatch.setattr(fast, "EXP_BY_POW2_MIN_SIZE", size)
+        fast._CACHE.clear()
+        for name, arrays, kwargs in (
+            ("binary_cross_entropy", [x, t], {}),
+            ("log_cosh_loss", [x, t], {}),
+            ("kl_div_loss", [np.array([[-1.0, -inf, 0.0, -2.0]]), np.array([[-inf, -inf, 0.0, -1e-30]])], {}),
+            ("cross_entropy", [np.array([[30.0, 0.0, -inf, 1.0], [-inf, -inf, 0.0, 2.0]]), np.array([0, 3])], {}),
+            ("cross_entropy", [np.array([[-inf, 0.0, 88.0, -100.0]]), np.array([[0.0, 0.5, 0.5, 0.0]])], {}),
+            ("cosine_similarity_loss", [np.array([[1e20, 2e20], [1e-30, 0.0], [0.0, 0.0]]),
+                                        np.array([[3e20, -1e20], [1e-30, 1e-30], [1.0, 2.0]])], {}),
+            ("triplet_loss", [np.array([[0.0, 0.0]]), np.array([[0.0, 2e20]]), np.array([[1e20, 0.0]])],
+             {"eps": 0.0}),
+        ):
+            arrays = [_mx(a) for a in arrays]
+            got = _call(name, arrays, kwargs, "none")
+            with _native.portable():
+                want = _call(name, arrays, kwargs, "none")
+            _close(got, want, 3e-6, f"{name} exp-size {size}")
+
+
+def test_exp_by_pow2_is_mlx_exp():
+    """The power of two agrees with MLX's exp to an ulp wherever that is a
+    normal number, and keeps the finite and subnormal values it loses."""
+    u = np.concatenate([np.linspace(-87.3, 88.0, 200_001), [0.0, -0.0, 1e-30, -1e-30]]).astype(np.float32)
+    e, p = np.array(mx.exp(mx.array(u))), np.array(_formulas.exp_by_pow2(mx, mx.array(u)))
+    np.testing.assert_array_less(np.abs(p.astype(np.float64) - e) / e, 1.5 * 2.0**-23)
+    edges = mx.array(np.array([88.5, 88.7, -88.0, -100.0, -104.0, math.inf, -math.inf, math.nan], np.float32))
+    got = np.array(_formulas.exp_by_pow2(mx, edges))
+    want = np.exp(np.array(edges, np.float64))
+    np.testing.assert_allclose(got[:4], want[:4], rtol=4e-6, atol=2e-45)  # -100: subnormal
+    assert got[4] == 0.0 and got[5] == math.inf and got[6] == 0.0 and math.isnan(got[7])
+
+
+def test_isfinite_by_subtraction():
+    x = mx.array([0.0, -0.0, 1.0, -3e38, 1e-45, math.inf, -math.inf, math.nan])
+    assert np.array(_formulas.isfinite_by_subtraction(mx, x)).tolist() == np.array(mx.isfinite(x)).tolist()
+    i = mx.array([0, -5, 2**31 - 1], dtype=mx.int32)
+    assert np.array(_formulas.isfinite_by_subtraction(mx, i)).all()
+
+
+# ----------------------------------------------------------- transformations
+
+
+def _scalar_calls():
+    """A float32 call per loss (one variant each) and its float arguments."""
+    rng = np.random.default_rng(7)
+    for name in LOSSES:
+        data, kwargs = make(name, (5, 6), rng, "")
+        arrays = [_mx(a) for a in data]
+        yield name, arrays, kwargs, _floats(name, arrays)
+
+
+@pytest.mark.parametrize("name,arrays,kwargs,argnums", list(_scalar_calls()), ids=LOSSES)
+def test_vjp_and_jvp(name, arrays, kwargs, argnums):
+    """``mx.vjp`` with a random cotangent against the portable code; ``mx.jvp``
+    against reverse mode (``<grad, t>``), the portable code and central
+    differences (of the float64 loss)."""
+    rng = np.random.default_rng(3)
+
+    def of(reduction, base=arrays):
+        def f(*float_args):
+            full = list(base)
+            for i, a in zip(argnums, float_args):
+                full[i] = a
+            return _call(name, full, kwargs, reduction)
+
+        return f
+
+    primals = [arrays[i] for i in argnums]
+    f = of("none")
+    cotangent = mx.array(rng.standard_normal(f(*primals).shape).astype(np.float32))
+    outs, vjps = mx.vjp(f, primals, [cotangent])
+    with _native.portable():
+        want_outs, want_vjps = mx.vjp(f, primals, [cotangent])
+    _close(outs[0], want_outs[0], 3e-6, name)
+    for g, w in zip(vjps, want_vjps):
+        _close(g, w, 1e-5, f"{name} vjp")
+
+    g = of("sum")
+    tangents = [mx.array(rng.standard_normal(a.shape).astype(np.float32)) for a in primals]
+    _, forward = mx.jvp(g, primals, tangents)
+    with _native.portable():
+        _, want_forward = mx.jvp(g, primals, tangents)
+    _, grads = _grads(g, list(range(len(primals))))(*primals)
+    reverse = sum(float(mx.sum(gr * t)) for gr, t in zip(grads, tangents))
+    assert float(forward[0]) == pytest.approx(reverse, rel=1e-5, abs=1e-5), name
+    assert float(forward[0]) == pytest.approx(float(want_forward[0]), rel=1e-5, abs=1e-5), name
+    # Central differences of the loss computed in float64 (whose exp and log
+    # MLX evaluates to float32 accuracy: the step is not too small).
+    wide = [a.astype(mx.float64) if a.dtype == mx.float32 else a for a in arrays]
+    g64 = of("sum", wide)
+    h = 1e-3
+    with mx.stream(mx.cpu):
+        plus = g64(*[wide[i] + h * t.astype(mx.float64) for i, t in zip(argnums, tangents)])
+        minus = g64(*[wide[i] - h * t.astype(mx.float64) for i, t in zip(argnums, tangents)])
+        finite_difference = (plus.item() - minus.item()) / (2 * h)
+    assert float(forward[0]) == pytest.approx(finite_difference, rel=2e-3, abs=2e-3), name
+
+
+@pytest.mark.parametrize("smoothing", (0.0, 0.2))
+@pytest.mark.parametrize("shape", ((4, 7), (40, 64)))
+def test_cross_entropy_hessian_vector_product(shape, smoothing):
+    """Forward over reverse: ``jvp(grad f)(x; v)`` is ``p v - p (p . v)`` per
+    row, the Hessian of the softmax cross entropy (smoothing adds a linear
+    term, so the Hessian is the same)."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(shape) * 2
+    targets = mx.array(rng.integers(0, shape[1], shape[0]).astype(np.int32))
+    v = rng.standard_normal(shape)
+
+    def f(logits):
+        return anyloss.cross_entropy(logits, targets, label_smoothing=smoothing, reduction="sum")
+
+    _, (hv,) = mx.jvp(mx.grad(f), [_mx(x)], [_mx(v)])
+    p = np.exp(_log_softmax(x))
+    want = p * v - p * np.sum(p * v, axis=1, keepdims=True)
+    np.testing.assert_allclose(np.array(hv), want, rtol=1e-4, atol=1e-5)
+    with _native.portable():
+        _, (portable_hv,) = mx.jvp(mx.grad(f), [_mx(x)], [_mx(v)])
+    _close(hv, portable_hv, 1e-5)
+    # reverse over reverse agrees
+    rr = mx.grad(lambda z: mx.sum(mx.grad(f)(z) * _mx(v)))(_mx(x))
+    np.testing.assert_allclose(np.array(rr), want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name,arrays,kwargs,argnums", list(_scalar_calls()), ids=LOSSES)
+def test_vmap(name, arrays, kwargs, argnums):
+    """``mx.vmap`` over a new leading axis is the loss of each slice."""
+    rng = np.random.default_rng(5)
+    stacks = []
+    for a in arrays:
+        if a.dtype == mx.int32:
+            b = mx.array(rng.integers(0, arrays[0].shape[-1], (3,) + a.shape).astype(np.int32))
+        elif name in ("hinge_loss", "margin_ranking_loss") and a is arrays[-1]:
+            b = mx.array(np.where(rng.random((3,) + a.shape) < 0.5, -1.0, 1.0).astype(np.float32))
+        elif name == "gaussian_nll_loss" and a is arrays[-1]:
+            b = mx.array(rng.uniform(0.1, 2.0, (3,) + a.shape).astype(np.float32))
+        else:
+            b = mx.stack([a, a * 0.5 + 0.1, -a])
+        stacks.append(b)
+    for reduction in REDUCTIONS:
+        f = lambda *a: _call(name, a, kwargs, reduction)  # noqa: E731
+        got = mx.vmap(f)(*stacks)
+        want = mx.stack([f(*[s[k] for s in stacks]) for k in range(3)])
+        _close(got, want, 3e-6, f"{name} {reduction}")
+    # and the gradient of a vmapped loss
+    total = lambda *a: mx.sum(mx.vmap(lambda *b: _call(name, b, kwargs, "mean"))(*a))  # noqa: E731
+    _, grads = _grads(total, argnums)(*stacks)
+    with _native.portable():
+        _, want_grads = _grads(total, argnums)(*stacks)
+    for g, w in zip(grads, want_grads):
+        _close(g, w, 1e-5, name)
+
+
+@pytest.mark.parametrize("name,arrays,kwargs,argnums", list(_scalar_calls()), ids=LOSSES)
+def test_inside_compile(name, arrays, kwargs, argnums):
+    """A compiled function calling the loss, and a compiled training step
+    (value and gradient), give the eager results."""
+    f = lambda *a: _call(name, a, kwargs, "mean")  # noqa: E731
+    step = mx.compile(_grads(f, argnums))
+    value, grads = step(*arrays)
+    want_value, want_grads = _grads(f, argnums)(*arrays)
+    _close(value, want_value, 3e-6, name)
+    for g, w in zip(grads, want_grads):
+        _close(g, w, 1e-5, name)
+    compiled = mx.compile(lambda *a: _call(name, a, kwargs, "none"))
+    _close(compiled(*arrays), _call(name, arrays, kwargs, "none"), 3e-6, name)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_shapeless_compile_across_batch_sizes(name):
+    """``mx.compile(shapeless=True)`` traces once and stays right when the
+    number of rows changes (the class or vector axis keeps its length)."""
+    rng = np.random.default_rng(9)
+    kwargs = make(name, (3, 6), rng, "")[1]
+    compiled = mx.compile(lambda *a: _call(name, a, kwargs, "mean"), shapeless=True)
+    for rows in (3, 5, 8):
+        arrays = [_mx(a) for a in make(name, (rows, 6), rng, "")[0]]
+        _close(compiled(*arrays), _call(name, arrays, kwargs, "mean"), 3e-6, f"{name} rows={rows}")
+        with _native.portable():
+            _close(compiled(*arrays), _call(name, arrays, kwargs, "mean"), 3e-6, f"{name} rows={rows}")
+
+
+# ------------------------------------------------------------------- tracing
+
+
+class _Spy:
+    """Counts the runs of the traced function (``evaluate`` as the compiled
+    body calls it)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        return _formulas.evaluate(*args)
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    s = _Spy()
+    monkeypatch.setattr(fast, "evaluate", s)
+    return s
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_repeated_calls_trace_once(name, spy):
+    rng = np.random.default_rng(1)
+    data, kwargs = make(name, (8, 16), rng, "")
+    arrays = [_mx(a) for a in data]
+    first = _call(name, arrays, kwargs, "mean")
+    assert spy.calls == 1
+    for _ in range(5):
+        again = _call(name, arrays, kwargs, "mean")
+        mx.eval(again)
+    assert spy.calls == 1, "a repeated call with the same shapes traced again"
+    _close(again, first, 0.0)
+    # new values, same shapes and dtypes: still no trace
+    _call(name, [a * 1 for a in arrays], kwargs, "mean")
+    assert spy.calls == 1
+    # another shape traces once more, then is cached too
+    other = [_mx(a) for a in make(name, (9, 16), rng, "")[0]]
+    _call(name, other, kwargs, "mean")
+    _call(name, other, kwargs, "mean")
+    assert spy.calls == 2
+    # a float16 input is another signature
+    _call(name, [a.astype(mx.float16) if a.dtype == mx.float32 else a for a in arrays], kwargs, "mean")
+    assert spy.calls == 3
+
+
+def test_transformations_run_the_portable_ops(spy):
+    """Under mx.grad the inputs are tracers: MLX runs the body itself each
+    time (nothing is traced into the compile cache), with the same values."""
+    x, y = mx.array([0.5, -1.0, 2.0]), mx.array([0.0, 1.0, 1.0])
+    f = lambda a: anyloss.binary_cross_entropy(a, y)  # noqa: E731
+    g1 = mx.grad(f)(x)
+    g2 = mx.grad(f)(x)
+    assert spy.calls == 2
+    _close(g1, g2, 0.0)
+
+
+def test_signatures_per_configuration_are_bounded(monkeypatch, spy):
+    """Past MAX_SIGNATURES shapes a configuration's compiled function is
+    replaced: the old traces are gone (a shape seen before traces again)."""
+    monkeypatch.setattr(fast, "MAX_SIGNATURES", 4)
+    arrays = [mx.zeros((n,)) for n in range(1, 8)]
+    for a in arrays[:4]:
+        anyloss.mse_loss(a, a)
+    assert spy.calls == 4
+    (kept,) = fast._CACHE.values()
+    old = kept.function
+    anyloss.mse_loss(arrays[0], arrays[0])
+    assert spy.calls == 4  # still cached
+    anyloss.mse_loss(arrays[4], arrays[4])  # the fifth signature: start afresh
+    assert spy.calls == 5 and kept.function is not old and not kept.state.signatures
+    anyloss.mse_loss(arrays[0], arrays[0])
+    assert spy.calls == 6  # traced again: the old function's traces went with it
+    assert len(kept.state.signatures) == 1
+
+
+def test_configurations_are_bounded(monkeypatch):
+    monkeypatch.setattr(fast, "MAX_CONFIGURATIONS", 3)
+    x = mx.array([1.0, 2.0])
+    for delta in (0.5, 1.0, 1.5, 2.0, 2.5):
+        anyloss.huber_loss(x, x * 0, delta=delta)
+    assert len(fast._CACHE) == 3
+    # the most recently used are kept
+    assert [key[1] for key in fast._CACHE] == [(1.5,), (2.0,), (2.5,)]
+    anyloss.huber_loss(x, x * 0, delta=1.5)
+    anyloss.huber_loss(x, x * 0, delta=3.0)
+    assert [key[1] for key in fast._CACHE] == [(2.5,), (1.5,), (3.0,)]
