@@ -26,6 +26,7 @@ import math
 from typing import Any
 
 import torch
+import torch.autograd.forward_ad as _forward_ad
 
 from .._formulas import HALF_LOG_2PI, LOG_COSH_LINEAR, evaluate, exact_sums_floor
 
@@ -43,6 +44,19 @@ def _host(t: Any) -> bool:
     return t.is_cpu and not _wrapped(t)
 
 
+def _differentiated(*tensors: Any) -> bool:
+    """Whether a gradient of ``tensors`` may be taken: one requires grad, or
+    a forward-mode level is open.  Some plain forms are exact in value
+    everywhere but in gradient only where a host check says so."""
+    if _forward_ad._current_level >= 0:
+        return True
+    if torch.is_grad_enabled():
+        for t in tensors:
+            if t.requires_grad:
+                return True
+    return False
+
+
 def checks_class_indices(targets: Any) -> bool:
     return not _compiling() and _host(targets)
 
@@ -54,13 +68,16 @@ def _to(t: Any, dtype: Any) -> Any:
 def _reduce(loss: Any, reduction: str, scale: float = 1.0) -> Any:
     """``scale`` times the reduced ``loss``; the mean as the sum times ``1 / n``
     (a cached constant: a Python number costs a tensor per call)."""
-    if reduction == "none":
-        return loss if scale == 1.0 else loss * _constant(scale, loss)
-    n = loss.numel()
-    if reduction == "sum" or not n:
-        total = loss.sum() if reduction == "sum" else loss.mean()
-        return total if scale == 1.0 else total * _constant(scale, total)
-    return loss.sum() * _constant(scale / n, loss)
+    if reduction == "mean":
+        n = loss.numel()
+        if n:
+            return loss.sum() * _constant(scale / n, loss)
+        total = loss.mean()  # nan, as the portable mean of nothing
+    elif reduction == "sum":
+        total = loss.sum()
+    else:
+        total = loss
+    return total if scale == 1.0 else total * _constant(scale, total)
 
 
 def _stands(loss: Any, zero_ok: bool = False) -> bool:
@@ -78,21 +95,25 @@ def _stands(loss: Any, zero_ok: bool = False) -> bool:
     return math.isfinite(lo) and math.isfinite(hi) and (zero_ok or lo != 0)
 
 
-# 0-d constants by (value, dtype, device); cleared when it grows large (a mean
-# over many different sizes).
-_CONSTANTS: dict[Any, Any] = {}
+# 0-d constants by dtype, then value (on the CPU) or (value, device); cleared
+# when one grows large (a mean over many different sizes).
+_CONSTANTS: dict[Any, dict[Any, Any]] = {}
 
 
 def _constant(value: float, like: Any) -> Any:
     """``value`` as a 0-d tensor of ``like``'s dtype and device: an operand
     that costs less than a Python number, which becomes a tensor per call."""
-    key = (value, like.dtype, None if like.is_cpu else like.device)
     try:
-        return _CONSTANTS[key]
+        cache = _CONSTANTS[like.dtype]
     except KeyError:
-        if len(_CONSTANTS) > 4096:
-            _CONSTANTS.clear()
-        c = _CONSTANTS[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
+        cache = _CONSTANTS[like.dtype] = {}
+    key = value if like.is_cpu else (value, like.device)
+    try:
+        return cache[key]
+    except KeyError:
+        if len(cache) > 4096:
+            cache.clear()
+        c = cache[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
         return c
 
 
@@ -211,12 +232,13 @@ def _bce(params, reduction, dtype, weighted, x, t, *weights):
     else:
         # The kernel's values are ours; its gradient divides by max(p (1 - p),
         # 1e-12), ours by p (1 - p), with stand-ins at p = 0 and 1.
-        if not _host(x):
-            return None
-        if x.numel():
-            lo, hi = _min_max(x)
-            if not (_BCE_LOW <= lo and hi <= 1.0 - _BCE_LOW):
+        if _differentiated(x, t):
+            if not _host(x):
                 return None
+            if x.numel():
+                lo, hi = _min_max(x)
+                if not (_BCE_LOW <= lo and hi <= 1.0 - _BCE_LOW):
+                    return None
         loss = _nn.binary_cross_entropy(x, t, None, kernel_reduction)
     return _weighted(loss, weights[0], reduction, dtype) if weighted else loss
 
@@ -300,15 +322,21 @@ _SINH2_LIMIT = math.sinh(LOG_COSH_LINEAR) ** 2
 
 
 def _log_cosh(params, reduction, dtype, weighted, x, y):
-    """``_formulas.log_cosh_plain``: ``log1p(sinh(a)^2) / 2`` where every
-    ``|a|`` is at most 20 (read on the host); beyond, the portable formula.
-    The half is taken after the reduction."""
+    """``_formulas.log_cosh_plain``: ``log1p(sinh(a)^2) / 2``, read on the
+    host.  Its value is exact wherever ``sinh(a)^2`` is finite, so a reduced
+    loss that no gradient is taken of only needs to be finite; a gradient
+    needs every ``|a|`` at most 20.  The half is taken after the reduction."""
     if not (_host(x) and _host(y)):
         return None
     q = torch.square(torch.sinh(_to(x, dtype) - _to(y, dtype)))
-    if q.numel() and not torch.max(q.detach()).item() <= _SINH2_LIMIT:
-        return None
-    return _reduce(torch.log1p(q), reduction, 0.5)
+    differentiated = _differentiated(x, y)
+    if differentiated or reduction == "none":
+        limit = _SINH2_LIMIT if differentiated else math.inf
+        if q.numel() and not torch.max(q.detach()).item() < limit:
+            return None
+        return _reduce(torch.log1p(q), reduction, 0.5)
+    loss = _reduce(torch.log1p(q), reduction, 0.5)
+    return loss if math.isfinite(loss.item()) else None
 
 
 def _gaussian_nll(params, reduction, dtype, weighted, x, y, v):
