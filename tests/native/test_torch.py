@@ -579,3 +579,18 @@ def test_compile_fullgraph_runs_the_portable_formula():
     with _native.portable():
         want = anyloss.log_cosh_loss(x, y, reduction="mean")
     assert_close(compiled(x, y), want, torch.float32, "compile")
+
+
+def test_inference_mode_then_training():
+    """Constants made during a call under inference_mode serve a later
+    training call (an inference tensor cannot be saved for backward)."""
+    fast._CONSTANTS.clear()
+    for case in CASES:
+        arrays = _arrays(case, torch.float32, shape=(3,) + case.shape[1:])
+        with torch.inference_mode():
+            _call(case, arrays, "mean")
+        got, got_grads = _value_and_grads(case, arrays, "mean", FAST)
+        want, want_grads = _value_and_grads(case, arrays, "mean", PORTABLE)
+        assert_close(got, want, torch.float32, case.id)
+        for g, w in zip(got_grads, want_grads):
+            assert_close(g, w, torch.float32, case.id)

@@ -113,7 +113,8 @@ def _constant(value: float, like: Any) -> Any:
     except KeyError:
         if len(cache) > 4096:
             cache.clear()
-        c = cache[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
+        with torch.inference_mode(False):  # an inference tensor cannot be saved for backward
+            c = cache[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
         return c
 
 
