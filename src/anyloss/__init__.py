@@ -13,6 +13,7 @@ from .classification import (
     nll_loss,
 )
 from .embedding import cosine_similarity_loss, margin_ranking_loss, triplet_loss
+from .focal import poly1_cross_entropy, sigmoid_focal_loss, softmax_focal_loss
 from .regression import (
     gaussian_nll_loss,
     huber_loss,
@@ -37,6 +38,9 @@ __all__ = [
     "margin_ranking_loss",
     "mse_loss",
     "nll_loss",
+    "poly1_cross_entropy",
+    "sigmoid_focal_loss",
     "smooth_l1_loss",
+    "softmax_focal_loss",
     "triplet_loss",
 ]

@@ -229,6 +229,178 @@ def margin_ranking_loss(xp: Any, x1: Any, x2: Any, y: Any, margin: float) -> Any
     return at_least(xp, margin - y * (x1 - x2), 0.0)
 
 
+# ------------------------------------------------------------- focal and poly-1
+
+
+def _tiny(xp: Any, dtype: Any) -> float:
+    """The smallest normal number of ``dtype``: a floor for a factor that may
+    underflow (XLA on the CPU flushes subnormals to zero)."""
+    return float(xp.finfo(dtype).smallest_normal)
+
+
+def _take_class(xp: Any, values: Any, indices: Any, guard: bool) -> Any:
+    """``values[indices]`` for a 1-d ``values`` (one entry per class) and
+    class indices of any shape; with ``guard`` an index out of range reads
+    entry 0 (the loss it multiplies is NaN there already)."""
+    if guard:
+        n = values.shape[0]
+        indices = xp.where((indices >= 0) & (indices < n), indices, xp.zeros_like(indices))
+    picked = xp.take(values, xp.reshape(indices, (-1,)), axis=0)
+    return xp.reshape(picked, tuple(indices.shape))
+
+
+def sigmoid_focal_loss(xp: Any, x: Any, t: Any, alpha: Any, gamma: float) -> Any:
+    """torchvision's ``alpha_t (1 - p_t)^gamma BCE(x, t)`` with ``p = sigmoid(x)``.
+
+    With ``a = |x|`` and ``c`` the target on the side the logit leans away
+    from (``1 - t`` for ``x >= 0``, ``t`` below): ``BCE = c a + log1p(e^{-a})``
+    and ``1 - p_t = (c + (1 - c) e^{-a}) / (1 + e^{-a})``: sums of positive
+    terms, so both keep their relative precision and nothing overflows.  The
+    power is taken of ``1 - p_t`` floored at the smallest normal number, so
+    that ``(1 - p_t)^gamma`` has a finite gradient for every ``gamma > 0``
+    where ``1 - p_t`` underflows (a saturated, right logit; the loss there is
+    below the floor anyway).  ``0 * inf = 0`` in the BCE for infinite logits.
+    """
+    positive = x >= 0
+    a = xp.where(positive, x, -x)  # |x| with slope 1 at 0 from either side
+    c = xp.where(positive, 1.0 - t, t)
+    e = xp.exp(-a)
+    loss = xlogy_like(xp, c, a) + xp.log1p(e)
+    if gamma != 0:
+        m = at_least(xp, (c + (1.0 - c) * e) / (1.0 + e), _tiny(xp, x.dtype))
+        loss = loss * (m if gamma == 1 else xp.pow(m, gamma))
+    if alpha is None:
+        return loss
+    return loss * ((1.0 - alpha) + (2.0 * alpha - 1.0) * t)
+
+
+def _focal_factor(xp: Any, ce: Any, gamma: float) -> Any:
+    """``(1 - p)^gamma`` from ``ce = -log p``: ``1 - p = -expm1(-ce)`` keeps
+    its precision for ``p`` near 1, and the floor at the smallest normal
+    number keeps the gradient finite where it underflows (``ce == 0``)."""
+    m = at_least(xp, -xp.expm1(-ce), _tiny(xp, ce.dtype))
+    return m if gamma == 1 else xp.pow(m, gamma)
+
+
+def softmax_focal_loss(
+    xp: Any, logits: Any, targets: Any, class_weights: Any, axis: int, gamma: float, guard: bool
+) -> Any:
+    """``-w_y (1 - p_y)^gamma log p_y``: ``-log p_y`` is the cross entropy
+    (exact for a confident, right prediction), and the factor is taken from it."""
+    ce = cross_entropy(xp, logits, targets, axis, 0.0, False, guard)
+    loss = ce if gamma == 0 else ce * _focal_factor(xp, ce, gamma)
+    if class_weights is not None:
+        loss = loss * _take_class(xp, class_weights, targets, guard)
+    return loss
+
+
+def poly1_cross_entropy(
+    xp: Any, logits: Any, targets: Any, axis: int, epsilon: float, probabilities: bool, guard: bool
+) -> Any:
+    """``CE + epsilon (1 - p_t)`` (PolyLoss, optax's numbers).  For class
+    indices ``1 - p_y = -expm1(-CE)``; for probabilities ``t``,
+    ``CE = -sum(t log p)`` and ``1 - p_t = sum(t (1 - p))``, with
+    ``1 - p = -expm1(log p)`` and ``0 log 0 = 0``."""
+    if not probabilities:
+        ce = cross_entropy(xp, logits, targets, axis, 0.0, False, guard)
+        return ce + epsilon * -xp.expm1(-ce)
+    t = astype(xp, targets, logits.dtype)
+    z = logits - stop_gradient(xp, xp.max(logits, axis=axis, keepdims=True))
+    log_p = z - xp.expand_dims(shifted_logsumexp(xp, z, axis), axis=axis)
+    ce = -xp.sum(xlogy_like(xp, t, log_p), axis=axis)
+    return ce + epsilon * xp.sum(t * -xp.expm1(log_p), axis=axis)
+
+
+# ------------------------------------------------------------------ segmentation
+
+
+def _sigmoid(xp: Any, x: Any) -> Any:
+    """``1 / (1 + e^{-x})`` without overflow: ``e^{x} / (1 + e^{x})`` below 0."""
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, xp.ones_like(e), e) / (1.0 + e)
+
+
+def dice_loss(
+    xp: Any, x: Any, targets: Any, axis: int, alpha: float, beta: float, smooth: float,
+    from_logits: bool, probabilities: bool, guard: bool,
+) -> Any:
+    """The Tversky loss ``1 - (TP + s) / (TP + alpha FP + beta FN + s)`` per
+    sample (axis 0) and class, the sums over the other axes, then the mean
+    over classes.  Written as ``(alpha FP + beta FN) / (TP + alpha FP + beta FN + s)``
+    with ``FP = sum(p - p t)`` and ``FN = sum(t - p t)`` per element: never
+    negative, and a near-perfect prediction keeps its small loss.  A class
+    absent from targets and predictions with ``smooth == 0`` (0 / 0) has loss 0.
+    ``guard``: a sample with a class index out of range (unchecked) has loss NaN."""
+    n = x.shape[axis]
+    if not from_logits:
+        p = x
+    elif n == 1:
+        p = _sigmoid(xp, x)
+    else:
+        ez = xp.exp(x - stop_gradient(xp, xp.max(x, axis=axis, keepdims=True)))
+        p = ez / xp.sum(ez, axis=axis, keepdims=True)
+    if probabilities:
+        t = astype(xp, targets, p.dtype)
+    elif n == 1:
+        t = xp.expand_dims(astype(xp, targets, p.dtype), axis=axis)
+    else:
+        shape = [1] * x.ndim
+        shape[axis] = n
+        classes = xp.reshape(xp.arange(n), tuple(shape))
+        t = astype(xp, xp.expand_dims(targets, axis=axis) == classes, p.dtype)
+    if guard and not probabilities:
+        top = 1 if n == 1 else n - 1
+        valid = xp.expand_dims((targets >= 0) & (targets <= top), axis=axis)
+        t = xp.where(valid, t, xp.full_like(t, math.nan))
+    tp = p * t
+    errors = alpha * (p - tp) + beta * (t - tp)
+    spatial = tuple(i for i in range(x.ndim) if i not in (0, axis))
+    if spatial:
+        tp, errors = xp.sum(tp, axis=spatial), xp.sum(errors, axis=spatial)
+    denominator = tp + errors + smooth
+    if smooth == 0:
+        denominator = xp.where(denominator == 0, xp.ones_like(denominator), denominator)
+    return xp.mean(errors / denominator, axis=1)
+
+
+# ------------------------------------------------------------------------ margin
+
+
+def multi_margin_loss(
+    xp: Any, x: Any, t: Any, class_weights: Any, p: int, margin: float, guard: bool
+) -> Any:
+    """``w_y sum_{i != y} max(0, margin - x_y + x_i)^p / C`` over the last
+    axis (PyTorch's multi_margin_loss)."""
+    n = x.shape[-1]
+    picked = xp.expand_dims(gather(xp, x, t, x.ndim - 1, guard), axis=-1)
+    term = at_least(xp, (margin - picked) + x, 0.0)
+    if p == 2:
+        term = xp.square(term)
+    own = xp.expand_dims(t, axis=-1) == xp.reshape(xp.arange(n), (1,) * (x.ndim - 1) + (n,))
+    loss = xp.sum(xp.where(own, xp.zeros_like(term), term), axis=-1) / n
+    if class_weights is not None:
+        loss = loss * _take_class(xp, class_weights, t, guard)
+    return loss
+
+
+def soft_margin_loss(xp: Any, x: Any, t: Any) -> Any:
+    """``log(1 + exp(-t x))`` as a softplus that does not overflow."""
+    z = -(t * x)
+    return at_least(xp, z, 0.0) + xp.log1p(xp.exp(-xp.abs(z)))
+
+
+def multilabel_soft_margin_loss(xp: Any, x: Any, t: Any, class_weights: Any) -> Any:
+    """The mean over the last axis of ``w_c BCE(x_c, t_c)`` with logits."""
+    loss = binary_cross_entropy(xp, x, t, True)
+    if class_weights is not None:
+        loss = loss * class_weights
+    return xp.sum(loss, axis=-1) / x.shape[-1]
+
+
+def squared_hinge_loss(xp: Any, x: Any, t: Any) -> Any:
+    return xp.square(hinge_loss(xp, x, t))
+
+
 # ----------------------------------------------------------------- plain forms
 #
 # Cheaper forms of a formula without its safeguard, each with the condition
@@ -329,6 +501,10 @@ def isfinite_by_subtraction(xp: Any, x: Any) -> Any:
 INTEGER_ARRAYS: dict[str, frozenset[int]] = {
     "cross_entropy": frozenset({1}),
     "nll_loss": frozenset({1}),
+    "softmax_focal_loss": frozenset({1}),
+    "poly1_cross_entropy": frozenset({1}),
+    "dice_loss": frozenset({1}),
+    "multi_margin_loss": frozenset({1}),
 }
 
 
@@ -369,6 +545,7 @@ FORMULAS = {
         binary_cross_entropy,
         cosine_similarity_loss,
         cross_entropy,
+        dice_loss,
         gaussian_nll_loss,
         hinge_loss,
         huber_loss,
@@ -377,8 +554,15 @@ FORMULAS = {
         log_cosh_loss,
         margin_ranking_loss,
         mse_loss,
+        multi_margin_loss,
+        multilabel_soft_margin_loss,
         nll_loss,
+        poly1_cross_entropy,
+        sigmoid_focal_loss,
         smooth_l1_loss,
+        soft_margin_loss,
+        softmax_focal_loss,
+        squared_hinge_loss,
         triplet_loss,
     )
 }
