@@ -25,6 +25,7 @@ import types
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
+import array_api_compat.numpy as compat_np
 import numpy as np
 
 from .._common import astype, reduce
@@ -40,12 +41,11 @@ from .._formulas import (
 
 
 class _Lean(types.ModuleType):
-    """NumPy under its own name; anything not set here is NumPy's (looked up once)."""
+    """NumPy under its own name: the functions set here, and array-api-compat's
+    NumPy namespace for everything else (NumPy's own functions, mostly)."""
 
     def __getattr__(self, name: str) -> Any:
-        value = getattr(np, name)
-        setattr(self, name, value)
-        return value
+        return getattr(compat_np, name)
 
 
 # Each takes NumPy's own arguments; anything beyond the formulas' use (other
@@ -77,9 +77,27 @@ def _mean(x, axis=None, *args, keepdims=False, **kwargs):
 
 
 def _astype(x, dtype, /, *, copy=True, device=None):
-    if device not in (None, "cpu") or type(x) is not np.ndarray:
-        return np.astype(x, dtype, copy=copy, device=device)
+    if device is not None or type(x) is not np.ndarray:
+        return compat_np.astype(x, dtype, copy=copy, device=device)
     return x.astype(dtype, copy=copy)
+
+
+def _asarray(obj, /, *, dtype=None, device=None, copy=None):
+    if device is not None or copy is not None:
+        return compat_np.asarray(obj, dtype=dtype, device=device, copy=copy)
+    return np.asarray(obj, dtype=dtype)
+
+
+def _ones_like(x, /, *, dtype=None, device=None):
+    if device is not None or type(x) is not np.ndarray:
+        return compat_np.ones_like(x, dtype=dtype, device=device)
+    return np.ones_like(x, dtype=dtype)
+
+
+def _zeros_like(x, /, *, dtype=None, device=None):
+    if device is not None or type(x) is not np.ndarray:
+        return compat_np.zeros_like(x, dtype=dtype, device=device)
+    return np.zeros_like(x, dtype=dtype)
 
 
 def _expand_dims(x, axis):
@@ -136,7 +154,7 @@ _KIND_CODES = {
 def _isdtype(dtype, kind):
     codes = _KIND_CODES.get(kind) if type(kind) is str else None
     if codes is None or not isinstance(dtype, np.dtype):
-        return np.isdtype(dtype, kind)
+        return compat_np.isdtype(dtype, kind)
     return dtype.kind in codes
 
 
@@ -147,6 +165,9 @@ for _name, _fn in {
     "max": _max,
     "mean": _mean,
     "astype": _astype,
+    "asarray": _asarray,
+    "ones_like": _ones_like,
+    "zeros_like": _zeros_like,
     "expand_dims": _expand_dims,
     "squeeze": _squeeze,
     "isdtype": _isdtype,
@@ -176,12 +197,15 @@ ELEMENTWISE = frozenset(
 # loss not named here is not known to be cut safely.
 
 #: Elements of the first array per block: the block's temporaries stay in cache.
-BLOCK = 1 << 17
+BLOCK = 1 << 16
 #: Calls on fewer elements run directly (the blocks would not pay).
 THRESHOLD = 1 << 17
 #: Calls on fewer elements run their blocks on the caller's thread alone
 #: (waking a pool thread costs tens of microseconds).
 THREADED = 1 << 18
+#: Losses with a few light passes per element and many per row: a block's
+#: fixed cost weighs more, so their blocks and threshold are this many times larger.
+_LIGHT = {"cosine_similarity_loss": 4, "kl_div_loss": 4}
 
 
 def checks_class_indices(targets: Any) -> bool:
@@ -249,7 +273,7 @@ def run(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays):
         if type(a) is not np.ndarray:  # subclasses keep their own dispatch
             return evaluate(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays)
     if (
-        arrays[0].size >= THRESHOLD
+        arrays[0].size >= THRESHOLD * _LIGHT.get(name, 1)
         and (name in ROWS or name in ELEMENTWISE)
         and not getattr(_local, "inside", False)
     ):
@@ -284,10 +308,15 @@ class _Plan:
 
 def _view(a: Any, shape: tuple[int, ...]) -> Any:
     """``a`` reshaped without a copy, or ``None``."""
+    if a.flags.c_contiguous:
+        return a.reshape(shape)
     try:
         return np.reshape(a, shape, copy=False)
-    except ValueError:
+    except ValueError:  # a copy would be needed
         return None
+    except TypeError:  # NumPy before 2.1: no copy argument
+        view = a.reshape(shape)
+        return view if np.shares_memory(view, a) else None
 
 
 def _plan(name: str, params: tuple[Any, ...], arrays: tuple[Any, ...]) -> _Plan | None:
@@ -329,7 +358,8 @@ def _plan(name: str, params: tuple[Any, ...], arrays: tuple[Any, ...]) -> _Plan 
         new_params = params
     # cache-sized blocks, and at least one per thread
     workers = threads() if size >= THREADED else 1
-    step = max(1, min(BLOCK, -(-size // workers)) // max(unit, 1))
+    block = BLOCK * _LIGHT.get(name, 1)
+    step = max(1, min(block, -(-size // workers)) // max(unit, 1))
     if length <= step:
         return None
     return _Plan(views, axes, new_params, length, step, workers, loss_shape, view_shape)
@@ -435,8 +465,15 @@ def _map(work: Callable[[int], Any], count: int, workers: int) -> list[Any]:
         except BaseException as error:  # noqa: BLE001 - re-raised in the caller
             failure.append(error)
 
+    # NumPy 2 keeps its errstate in a context variable, NumPy 1 per thread
+    errors = dict(np.geterr(), call=np.geterrcall())
+
+    def helper() -> None:
+        with np.errstate(**errors):
+            drain()
+
     pool = _executor(helpers)
-    futures = [pool.submit(contextvars.copy_context().run, drain) for _ in range(helpers)]
+    futures = [pool.submit(contextvars.copy_context().run, helper) for _ in range(helpers)]
     _local.inside = True
     try:
         drain()
