@@ -32,26 +32,76 @@ from .. import _formulas
 MAX_SIGNATURES = 64
 # Configurations (loss, parameters, reduction, dtypes) kept compiled.
 MAX_CONFIGURATIONS = 128
-# Arrays at least this large take exp as a power of two: below it the extra
-# primitive costs more than it saves when the function runs uncompiled
-# (under mx.grad), and next to nothing either way.
-EXP_BY_POW2_MIN_SIZE = 1024
+# Arrays at least this large take exp and log1p in their cheaper forms:
+# below it the form's extra primitives cost more than they save when the
+# function runs uncompiled (under mx.grad).
+FORMS_MIN_SIZE = 1024
+# Rows at least this long are summed in blocks (see _sum).
+BLOCKED_SUM_MIN_LENGTH = 256
+
+
+def _elementwise(form: Any, derivative: Any) -> Any:
+    """``form(mx, x)`` as an MLX custom function whose derivative is
+    ``derivative(x, form(x))``: autodiff and forward mode never go through the
+    form's own steps (its selects would cost a pass each under mx.grad)."""
+
+    @mx.custom_function
+    def function(x: Any) -> Any:
+        return form(mx, x)
+
+    @function.vjp
+    def function_vjp(x: Any, cotangent: Any, out: Any) -> Any:
+        return cotangent * derivative(x, out)
+
+    @function.jvp
+    def function_jvp(x: Any, tangent: Any) -> Any:
+        return tangent * derivative(x, function(x))
+
+    return function
+
+
+_exp_form = _elementwise(_formulas.exp_by_pow2, lambda x, out: out)
+_log1p_form = _elementwise(_formulas.log1p_by_log, lambda w, out: 1.0 / (1.0 + w))
 
 
 def _exp(x: Any) -> Any:
-    return _formulas.exp_by_pow2(mx, x) if x.size >= EXP_BY_POW2_MIN_SIZE else mx.exp(x)
+    return _exp_form(x) if x.size >= FORMS_MIN_SIZE else mx.exp(x)
+
+
+def _log1p(x: Any) -> Any:
+    return _log1p_form(x) if x.size >= FORMS_MIN_SIZE else mx.log1p(x)
 
 
 def _isfinite(x: Any) -> Any:
     return _formulas.isfinite_by_subtraction(mx, x)
 
 
+def _sum(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    """``mx.sum``; a 2-d array's rows summed in blocks of 32, 16 or 8 strided
+    columns first (MLX sums strided columns several times faster than a
+    contiguous row), the blocks' sums then summed.  The leading axis stays
+    -1 in the reshape, so a shapeless trace stays right across batch sizes."""
+    if x.ndim == 2 and axis in (None, 1, -1) and x.shape[0] > 0:
+        n = x.shape[1]
+        if n >= BLOCKED_SUM_MIN_LENGTH:
+            for k in (32, 16, 8):
+                if n % k == 0:
+                    rows = mx.sum(mx.sum(mx.reshape(x, (-1, n // k, k)), axis=1), axis=1)
+                    if axis is None:
+                        return mx.sum(rows, keepdims=keepdims).reshape((1, 1) if keepdims else ())
+                    return mx.expand_dims(rows, 1) if keepdims else rows
+    return mx.sum(x, axis=axis, keepdims=keepdims)
+
+
 def _namespace() -> Any:
-    """``mlx.core`` with ``exp`` and ``isfinite`` in their cheaper forms."""
+    """``mlx.core`` with ``exp``, ``log1p``, ``isfinite`` and ``sum`` in their
+    cheaper forms."""
     ns = types.ModuleType(mx.__name__)
     ns.__dict__.update((k, v) for k, v in vars(mx).items() if not k.startswith("__"))
     ns.exp = _exp
+    ns.log1p = _log1p
     ns.isfinite = _isfinite
+    ns.sum = _sum
     return ns
 
 
