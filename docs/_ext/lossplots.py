@@ -175,6 +175,85 @@ def _margin_ranking_loss() -> tuple:
     return x, variants, "x1 − x2  (targets = 1: x1 should rank higher)", "∂ loss / ∂ x1"
 
 
+def _focal_axis() -> tuple:
+    return jnp.linspace(-6.0, 6.0, 601)
+
+
+def _sigmoid_focal_loss() -> tuple:
+    variants = [
+        (
+            f"gamma = {g:g}",
+            lambda z, g=g: anyloss.sigmoid_focal_loss(z, jnp.ones_like(z), alpha=None, gamma=g),
+        )
+        for g in (0.0, 0.5, 2.0)
+    ]
+    return _focal_axis(), variants, "logit  x  (target 1, alpha = None)", "∂ loss / ∂ x"
+
+
+def _three_classes(z):
+    """Logits of three classes: ``z`` for the target class 0, 0 for the others."""
+    return jnp.stack([z, _zeros(z), _zeros(z)], axis=1), jnp.zeros(z.shape[0], dtype=jnp.int32)
+
+
+def _softmax_focal_loss() -> tuple:
+    variants = [
+        (f"gamma = {g:g}", lambda z, g=g: anyloss.softmax_focal_loss(*_three_classes(z), gamma=g))
+        for g in (0.0, 1.0, 2.0)
+    ]
+    return _focal_axis(), variants, "logit of the target class (3 classes, the others 0)", "∂ loss / ∂ logit"
+
+
+def _poly1_cross_entropy() -> tuple:
+    variants = [
+        (f"epsilon = {e:g}", lambda z, e=e: anyloss.poly1_cross_entropy(*_three_classes(z), epsilon=e))
+        for e in (-1.0, 0.0, 2.0)
+    ]
+    return _focal_axis(), variants, "logit of the target class (3 classes, the others 0)", "∂ loss / ∂ logit"
+
+
+def _dice_loss() -> tuple:
+    def tversky(a: float, b: float) -> Callable:
+        def loss(z):  # one sample per point: one pixel, one class (sigmoid), target 1
+            return anyloss.dice_loss(z[:, None], jnp.ones(z.shape[0], dtype=jnp.int32), alpha=a, beta=b, smooth=0.0)
+
+        return loss
+
+    variants = [
+        ("Dice (alpha = beta = 0.5)", tversky(0.5, 0.5)),
+        ("Jaccard (alpha = beta = 1)", tversky(1.0, 1.0)),
+        ("Tversky (alpha = 0.3, beta = 0.7)", tversky(0.3, 0.7)),
+    ]
+    return _focal_axis(), variants, "logit of a foreground pixel (one class, smooth = 0)", "∂ loss / ∂ logit"
+
+
+def _multi_margin_loss() -> tuple:
+    x = jnp.linspace(-3.0, 3.0, 601)
+    variants = [
+        (
+            f"p = {p}, margin = {m:g}",
+            lambda z, p=p, m=m: anyloss.multi_margin_loss(*_three_classes(z), p=p, margin=m),
+        )
+        for p, m in ((1, 1.0), (2, 1.0), (1, 0.5))
+    ]
+    return x, variants, "score of the target class (3 classes, the others 0)", "∂ loss / ∂ score"
+
+
+def _signed_losses(name: str) -> tuple:
+    x = jnp.linspace(-3.0, 3.0, 601)
+    fn = getattr(anyloss, name)
+    variants = [(f"target {t:+d}", lambda z, t=t: fn(z, jnp.full(z.shape, float(t)))) for t in (1, -1)]
+    return x, variants, "score  x", "∂ loss / ∂ x"
+
+
+def _multilabel_soft_margin_loss() -> tuple:
+    def loss(z):  # two labels: the varied one (target 1) and one with logit 0 and target 0
+        logits = jnp.stack([z, _zeros(z)], axis=1)
+        targets = jnp.stack([jnp.ones_like(z), _zeros(z)], axis=1)
+        return anyloss.multilabel_soft_margin_loss(logits, targets)
+
+    return _focal_axis(), [("", loss)], "logit of a label with target 1 (the other: logit 0, target 0)", "∂ loss / ∂ logit"
+
+
 _SPECIAL = {
     "binary_cross_entropy": _binary_cross_entropy,
     "cross_entropy": _cross_entropy,
@@ -184,6 +263,14 @@ _SPECIAL = {
     "cosine_similarity_loss": _cosine_similarity_loss,
     "triplet_loss": _triplet_loss,
     "margin_ranking_loss": _margin_ranking_loss,
+    "sigmoid_focal_loss": _sigmoid_focal_loss,
+    "softmax_focal_loss": _softmax_focal_loss,
+    "poly1_cross_entropy": _poly1_cross_entropy,
+    "dice_loss": _dice_loss,
+    "multi_margin_loss": _multi_margin_loss,
+    "soft_margin_loss": lambda: _signed_losses("soft_margin_loss"),
+    "multilabel_soft_margin_loss": _multilabel_soft_margin_loss,
+    "squared_hinge_loss": lambda: _signed_losses("squared_hinge_loss"),
 }
 
 NAMES = tuple(sorted(anyloss.__all__))

@@ -6,7 +6,7 @@ its ``F.*`` function (``torch._C._nn.mse_loss`` for ``F.mse_loss``: the same
 kernel without the Python wrapper, whose broadcasting and argument checks the
 front door has done) where that kernel computes our function; the others run
 a form of their formula from ``_formulas`` in a few fused torch operations
-(``vector_norm``, ``hypot``, ``xlogy``, ``addcmul``, ``logsumexp``).
+(``vector_norm``, ``hypot``, ``addcmul``, ``logsumexp``).
 
 Where a kernel or a plain form is wrong only on special inputs (an infinite
 logit, a zero-probability class, a huge or tiny vector, an error beyond 20
@@ -341,13 +341,15 @@ def _log_cosh(params, reduction, dtype, weighted, x, y):
 
 
 def _gaussian_nll(params, reduction, dtype, weighted, x, y, v):
-    """``0.5 log v + (r / 2)(r / v)`` (``_formulas.gaussian_nll_loss``) in
-    three fused kernels.  (``F.gaussian_nll_loss`` clamps the variance without
-    its gradient, so its gradient at clamped variances is not ours.)"""
+    """``0.5 log v + (r / 2)(r / v)`` (``_formulas.gaussian_nll_loss``), the
+    sum in one fused multiply-add.  (``F.gaussian_nll_loss`` clamps the
+    variance without its gradient, so its gradient at clamped variances is
+    not ours.)"""
     full, floor = params
     v = _to(v, dtype).clamp_min(floor)
     r = _to(y, dtype) - _to(x, dtype)
-    loss = torch.addcmul(torch.xlogy(_constant(0.5, v), v), r, r / v, value=0.5)
+    # log(v) times a half: xlogy(0.5, v) is one kernel, but not vectorized
+    loss = torch.addcmul(torch.log(v) * _constant(0.5, v), r, r / v, value=0.5)
     return _reduce(loss + _constant(HALF_LOG_2PI, v) if full else loss, reduction)
 
 
