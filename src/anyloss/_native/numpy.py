@@ -44,7 +44,7 @@ class _Lean(types.ModuleType):
     """NumPy under its own name: the functions set here, and array-api-compat's
     NumPy namespace for everything else (NumPy's own functions, mostly)."""
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> Any:  # a name compat makes on demand
         return getattr(compat_np, name)
 
 
@@ -160,6 +160,9 @@ def _isdtype(dtype, kind):
 
 #: NumPy as the formulas see it here.
 lean = _Lean("numpy", "NumPy's functions without the dispatch layers the formulas do not use.")
+for _name in dir(compat_np):
+    if not _name.startswith("_"):
+        setattr(lean, _name, getattr(compat_np, _name))
 for _name, _fn in {
     "sum": _sum,
     "max": _max,
