@@ -22,6 +22,7 @@ from .regression import (
     mse_loss,
     smooth_l1_loss,
 )
+from .sequence import ctc_loss
 
 __version__ = "0.1.0"
 
@@ -29,6 +30,7 @@ __all__ = [
     "binary_cross_entropy",
     "cosine_similarity_loss",
     "cross_entropy",
+    "ctc_loss",
     "gaussian_nll_loss",
     "hinge_loss",
     "huber_loss",

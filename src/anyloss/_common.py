@@ -356,6 +356,28 @@ def xlogy_like(xp: Any, p: Any, y: Any) -> Any:
     return p * xp.where((p == 0) & ~xp.isfinite(y), xp.zeros_like(y), y)
 
 
+def scan(xp: Any, step: Any, carry: Any, xs: tuple[Any, ...]) -> Any:
+    """The carry after ``carry = step(carry, *x)`` for each slice ``x`` of the
+    arrays ``xs`` along their first axis, in order.
+
+    On JAX this is ``jax.lax.scan``: a compiled loop whose body is traced and
+    compiled once, not once per slice.  Elsewhere a Python loop over the
+    slices, taken with ``unstack`` where the namespace has it (on PyTorch one
+    backward node for all slices, not a full-size gradient per slice).
+    """
+    if is_namespace(xp, "jax"):
+        import jax
+
+        return jax.lax.scan(lambda c, x: (step(c, *x), None), carry, xs)[0]
+    if hasattr(xp, "unstack"):
+        slices: Any = zip(*[xp.unstack(x, axis=0) for x in xs])
+    else:
+        slices = ([x[i] for x in xs] for i in range(xs[0].shape[0]))
+    for x in slices:
+        carry = step(carry, *x)
+    return carry
+
+
 # dtype -> whether it is narrower than float32
 _HALF: dict[Any, bool] = {}
 
