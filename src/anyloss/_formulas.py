@@ -525,6 +525,289 @@ def ctc_loss(
     return loss
 
 
+# ------------------------------------------------------------------- contrastive
+
+
+def _arange(xp: Any, n: int, like: Any) -> Any:
+    """``0, ..., n - 1`` where ``like`` lives (PyTorch: on its device)."""
+    if is_namespace(xp, "torch"):
+        return xp.arange(n, device=like.device)
+    return xp.arange(n)
+
+
+def unit_rows(xp: Any, x: Any) -> Any:
+    """Each row of ``x`` over its norm, scaled by its largest magnitude first
+    so that the squares neither overflow nor underflow.  A zero row stays
+    zero with a finite gradient (the identity).  The scale is a constant for
+    autodiff (its derivative cancels)."""
+    scale = stop_gradient(xp, xp.max(xp.abs(x), axis=-1, keepdims=True))
+    u = x / _scale(xp, scale)
+    return u / xp.sqrt(_nonzero(xp, xp.sum(xp.square(u), axis=-1, keepdims=True)))
+
+
+def cosine_logits(xp: Any, a: Any, b: Any, temperature: float) -> Any:
+    """``cos(a_i, b_j) / temperature`` for every row ``i`` of ``a`` and ``j`` of ``b``."""
+    return xp.matmul(unit_rows(xp, a), xp.matrix_transpose(unit_rows(xp, b))) * (1.0 / temperature)
+
+
+def info_nce_loss(xp: Any, q: Any, k: Any, temperature: float, symmetric: bool) -> Any:
+    """The cross entropy of each query's cosine logits against all keys, its
+    own key (same row) the target; with ``symmetric`` averaged with each
+    key's cross entropy against all queries.  The target's logit is taken
+    from the same matrix as the logsumexp, so a confident match keeps its
+    tiny, non-negative loss."""
+    logits = cosine_logits(xp, q, k, temperature)
+    own = _arange(xp, q.shape[0], logits)
+    loss = cross_entropy(xp, logits, own, 1, 0.0, False, False)
+    if symmetric:
+        loss = 0.5 * (loss + cross_entropy(xp, logits, own, 0, 0.0, False, False))
+    return loss
+
+
+def _softplus(xp: Any, x: Any) -> Any:
+    return at_least(xp, x, 0.0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+
+def ntxent_loss(xp: Any, e: Any, labels: Any, temperature: float) -> Any:
+    """optax's NT-Xent: over every ordered pair ``(i, j)``, ``i != j``, of
+    equal labels, the mean of ``-log(e^{s_ij} / (e^{s_ij} + sum_neg e^{s_ik}))``
+    with ``s`` the cosine logits and the negatives the rows of other labels.
+
+    Each pair's loss is ``softplus(logsumexp_neg(s_i) - s_ij)`` (exact when the
+    pair is confident); the negatives' logsumexp is shifted by their maximum,
+    and the masked entries never reach ``exp`` or ``log``, so a row without
+    negatives (loss 0) keeps finite gradients.  No pair at all gives 0."""
+    s = cosine_logits(xp, e, e, temperature)
+    n = s.shape[0]
+    idx = _arange(xp, n, s)
+    same = xp.expand_dims(labels, axis=1) == xp.expand_dims(labels, axis=0)
+    positive = same & (xp.expand_dims(idx, axis=1) != xp.expand_dims(idx, axis=0))
+    negative = ~same
+    low = xp.full_like(s, -math.inf)
+    has_negative = xp.any(negative, axis=1, keepdims=True)
+    top = stop_gradient(xp, xp.max(xp.where(negative, s, low), axis=1, keepdims=True))
+    top = xp.where(has_negative, top, xp.zeros_like(top))
+    total = xp.sum(xp.exp(xp.where(negative, s - top, low)), axis=1, keepdims=True)
+    log_negatives = xp.log(xp.where(has_negative, total, xp.ones_like(total))) + top
+    pairs = xp.where(positive & has_negative, _softplus(xp, log_negatives - s), xp.zeros_like(s))
+    count = xp.sum(astype(xp, positive, s.dtype))
+    return xp.sum(pairs) / at_least(xp, count, 1.0)
+
+
+# ------------------------------------------------------------------------ pairs
+
+
+def cosine_embedding_loss(
+    xp: Any, a: Any, b: Any, y: Any, axis: int, margin: float, floor: float
+) -> Any:
+    """``1 - cos`` where ``y == 1``, ``max(0, cos - margin)`` where ``y == -1``,
+    0 elsewhere (PyTorch), with the cosine of :func:`cosine_similarity_loss`."""
+    cosine = cosine_similarity_loss(xp, a, b, axis, floor)
+    zeros = xp.zeros_like(cosine)
+    similar = xp.where(y == 1, 1.0 - cosine, zeros)
+    return similar + xp.where(y == -1, at_least(xp, cosine - margin, 0.0), zeros)
+
+
+def hinge_embedding_loss(xp: Any, x: Any, y: Any, margin: float) -> Any:
+    """``x`` where ``y == 1``, ``max(0, margin - x)`` where ``y == -1``; other
+    targets get both terms, as in PyTorch."""
+    zeros = xp.zeros_like(x)
+    hinge = xp.where(y != 1, at_least(xp, margin - x, 0.0), zeros)
+    return hinge + xp.where(y != -1, x, zeros)
+
+
+# ------------------------------------------------------------------ forecasting
+
+#: Keras's ``backend.epsilon()``: the floor of MAPE's ``|target|`` and of MSLE's arguments.
+KERAS_EPSILON = 1e-7
+
+
+def poisson_nll_loss(xp: Any, x: Any, t: Any, log_input: bool, full: bool, eps: float) -> Any:
+    """``exp(x) - t x`` (log rates) or ``x - t log(x + eps)`` (rates), with
+    ``0 log 0 = 0``; ``full`` adds Stirling's ``t log t - t + log(2 pi t) / 2``
+    where ``t > 1`` (PyTorch)."""
+    if log_input:
+        loss = xp.exp(x) - xlogy_like(xp, t, x)
+    else:
+        loss = x - xlogy_like(xp, t, xp.log(x + eps))
+    if full:
+        above = t > 1
+        safe = xp.where(above, t, xp.ones_like(t))  # no log of t <= 0, even unused
+        log_t = xp.log(safe)
+        stirling = safe * (log_t - 1.0) + 0.5 * log_t + HALF_LOG_2PI
+        loss = loss + xp.where(above, stirling, xp.zeros_like(stirling))
+    return loss
+
+
+def mape_loss(xp: Any, p: Any, t: Any) -> Any:
+    """``100 |t - p| / max(|t|, 1e-7)`` (Keras)."""
+    return 100.0 * (xp.abs(t - p) / at_least(xp, xp.abs(t), KERAS_EPSILON))
+
+
+def msle_loss(xp: Any, p: Any, t: Any) -> Any:
+    """``(log1p(a) - log1p(b))^2`` with ``a, b`` the arguments floored at 1e-7
+    (Keras), as ``log1p(|a - b| / (1 + min(a, b)))^2``: no cancellation
+    between the logs of close values, and no overflow."""
+    a, b = at_least(xp, p, KERAS_EPSILON), at_least(xp, t, KERAS_EPSILON)
+    return xp.square(xp.log1p(xp.abs(a - b) / (1.0 + xp.minimum(a, b))))
+
+
+# ------------------------------------------------------------------- divergence
+
+# Below this |x - t| the Jensen-Shannon term uses its tanh form, above it its exp form.
+JS_SWITCH = 2.0
+# Beyond this |x - t| the exp form's corrections are below every dtype's ulp.
+JS_FAR = 200.0
+
+
+def js_div_loss(xp: Any, x: Any, t: Any, axis: int) -> Any:
+    """``(1/2) sum (p + q) k(|x - t|)`` over ``axis``, ``p = e^x``, ``q = e^t``.
+
+    Per class, ``p log(2p / (p + q)) + q log(2q / (p + q))`` is ``(p + q)``
+    times ``k(a) = log 2 - H(sigmoid(a))`` (``H`` the binary entropy), which
+    lies in ``[0, log 2]``: every term is non-negative, the sum is bounded by
+    ``log 2``, and equal inputs give exactly 0.  ``k`` is taken without
+    cancellation: ``s a / 2 - log cosh(a / 2)`` with ``s = tanh(a / 2)`` for
+    small ``a`` (both from ``u = expm1(a / 2)``; the logs' arguments are
+    positive: XLA's float64 ``log1p`` is off by 100 ulps near -0.4),
+    ``log 2 - log1p(v) - a v / (1 + v)`` with ``v = e^{-a}`` above.  A class
+    absent from one distribution (``-inf``) gives ``q log 2`` or ``p log 2``;
+    absent from both, 0; the gradients stay finite."""
+    d = xp.where(x == t, xp.zeros_like(x), t - x)  # both -inf: 0, not nan
+    a = xp.abs(d)
+    near = at_most(xp, a, JS_SWITCH)
+    u = xp.expm1(0.5 * near)
+    s = u * (u + 2.0) / (u * (u + 2.0) + 2.0)
+    k_near = (0.5 * near) * s - xp.log1p(u * u / (2.0 + 2.0 * u))
+    far = at_most(xp, at_least(xp, a, JS_SWITCH), JS_FAR)
+    v = xp.exp(-far)
+    k_far = (LOG2 - xp.log1p(v)) - far * v / (1.0 + v)
+    k = xp.where(a <= JS_SWITCH, k_near, k_far)
+    return 0.5 * xp.sum((xp.exp(x) + xp.exp(t)) * k, axis=axis)
+
+
+# ---------------------------------------------------------------------- sequence
+
+
+def _logsumexp_terms(xp: Any, floor: float, *terms: Any) -> Any:
+    """``log(sum(exp(terms)))`` elementwise, ``-inf`` where every term is.
+
+    The shift is the terms' maximum (a constant for autodiff), floored at the
+    dtype's most negative number so that an all ``-inf`` position subtracts
+    no ``-inf``; there the sum is 0 and is raised to 1/2 (a clamp, gradient
+    0) before its log, so the value is ``-inf`` and the gradient 0, not NaN.
+    Elsewhere the sum is at least 1 and the clamp does nothing.
+    """
+    top = terms[0]
+    for term in terms[1:]:
+        top = xp.maximum(top, term)
+    top = stop_gradient(xp, top)
+    shift = at_least(xp, top, floor)
+    total = xp.exp(terms[0] - shift)
+    for term in terms[1:]:
+        total = total + xp.exp(term - shift)
+    return xp.log(at_least(xp, total, 0.5)) + top
+
+
+def _on_device(xp: Any, like: Any) -> dict[str, Any]:
+    """The keyword that creates an array where ``like`` lives (PyTorch: its
+    device; the other namespaces create arrays where their inputs are)."""
+    return {"device": like.device} if is_namespace(xp, "torch") else {}
+
+
+def _take_labels(xp: Any, log_probs: Any, labels: Any) -> Any:
+    """``log_probs[n, t, labels[n, k]]``: shape ``(N, T, K)`` from ``(N, T, C)``
+    and ``(N, K)``."""
+    n, t, c = log_probs.shape
+    k = labels.shape[1]
+    if is_namespace(xp, "torch"):
+        return log_probs.gather(2, labels.long()[:, None, :].expand(n, t, k))
+    if hasattr(xp, "take_along_axis"):
+        index = xp.broadcast_to(xp.reshape(labels, (n, 1, k)), (n, t, k))
+        return xp.take_along_axis(log_probs, index, axis=2)
+    # Namespaces without take_along_axis (Dask): select with a one-hot mask.
+    mask = xp.reshape(labels, (n, 1, k, 1)) == xp.reshape(xp.arange(c, **_on_device(xp, labels)), (1, 1, 1, c))
+    picked = xp.where(mask, xp.expand_dims(log_probs, axis=2), xp.zeros((), dtype=log_probs.dtype))
+    return xp.sum(picked, axis=-1)
+
+
+def ctc_loss(
+    xp: Any, logits: Any, targets: Any, input_lengths: Any, target_lengths: Any,
+    blank: int, zero_infinity: bool, per_target: bool, guard: bool,
+) -> Any:
+    """``-log p(targets | logits)`` per sequence: the sum over every alignment
+    of the frames to the targets with blanks (Graves et al., 2006).
+
+    ``alpha[s]`` is the log-probability of the frames so far ending at
+    position ``s`` of the extended labels ``blank, y_1, blank, ..., y_L,
+    blank`` (``K = 2S + 1`` positions); a frame moves it by 0 or 1, or by 2
+    onto a label that differs from the one two back, and adds the frame's
+    log-probability of that position's class.  Frames past a sequence's input
+    length take no move and add nothing (``alpha`` frozen); positions past
+    ``2L`` never reach the two that are read, ``2L`` and ``2L - 1``.  The time
+    loop is :func:`~anyloss._common.scan`; every log-sum-exp is
+    :func:`_logsumexp_terms`, so an unreachable position is ``-inf`` with
+    gradient 0 and an infeasible sequence has loss ``inf`` (0 with
+    ``zero_infinity``) and gradient 0.  ``per_target``: each loss divided by
+    its target length, at least 1 (PyTorch's 'mean').  ``guard``: labels or
+    lengths whose range was not checked give NaN where out of range.
+    """
+    n, t, c = logits.shape
+    s = targets.shape[1]
+    k = 2 * s + 1
+    dtype = logits.dtype
+    index = xp.arange(0).dtype
+    on = _on_device(xp, logits)
+    floor = float(xp.finfo(dtype).min)
+    z = logits - stop_gradient(xp, xp.max(logits, axis=-1, keepdims=True))
+    log_probs = z - xp.log(xp.sum(xp.exp(z), axis=-1, keepdims=True))
+    frames = astype(xp, input_lengths, index)
+    lengths = astype(xp, target_lengths, index)
+    targets = astype(xp, targets, index)
+    blanks = xp.full((n, s), blank, dtype=index, **on)
+    inside = xp.reshape(xp.arange(s, **on), (1, s)) < xp.reshape(lengths, (n, 1))
+    labels = xp.where(inside, targets, blanks)  # padding read as blanks
+    if guard:
+        wrong = inside & ((targets < 0) | (targets >= c))
+        labels = xp.where(wrong, blanks, labels)
+    extended = xp.reshape(xp.stack([blanks, labels], axis=-1), (n, 2 * s))
+    extended = xp.concat([extended, xp.full((n, 1), blank, dtype=index, **on)], axis=1)
+    two_back = xp.concat([extended[:, : min(k, 2)], extended[:, : k - 2]], axis=1)
+    zero = xp.zeros((), dtype=dtype)
+    impossible = xp.full((), -math.inf, dtype=dtype)
+    skip = xp.where((extended != blank) & (extended != two_back), zero, impossible)
+    # Per frame, (T, N, K) and (T, N, 1): the emissions (0 past the input
+    # length) and the gate on moves (-inf past it).
+    live = xp.reshape(xp.arange(t, **on), (t, 1, 1)) < xp.reshape(frames, (1, n, 1))
+    emissions = xp.permute_dims(_take_labels(xp, log_probs, extended), (1, 0, 2))
+    emissions = xp.where(live, emissions, zero)
+    gates = xp.where(live, zero, impossible)
+    none_one = xp.full((n, min(k, 1)), -math.inf, dtype=dtype, **on)
+    none_two = xp.full((n, min(k, 2)), -math.inf, dtype=dtype, **on)
+
+    def step(alpha: Any, emission: Any, gate: Any) -> Any:
+        moving = alpha + gate
+        one = xp.concat([none_one, moving[:, : k - 1]], axis=1)
+        two = xp.concat([none_two, moving[:, : max(k - 2, 0)]], axis=1) + skip
+        return _logsumexp_terms(xp, floor, alpha, one, two) + emission
+
+    # Before the first frame: all the probability one step before position 0.
+    start = xp.where(xp.reshape(xp.arange(k, **on), (1, k)) == 0, xp.zeros((n, k), dtype=dtype, **on), impossible)
+    alpha = scan(xp, step, start, (emissions, gates))
+    last = gather(xp, alpha, 2 * lengths, 1, guard)
+    before = gather(xp, alpha, at_least(xp, 2 * lengths - 1, 0), 1, guard)
+    before = xp.where(lengths > 0, before, impossible)
+    loss = -_logsumexp_terms(xp, floor, last, before)
+    if zero_infinity:
+        loss = xp.where(loss == math.inf, xp.zeros_like(loss), loss)
+    if per_target:
+        loss = loss / astype(xp, at_least(xp, lengths, 1), dtype)
+    if guard:
+        bad = xp.any(wrong, axis=1) | (lengths < 0) | (lengths > s) | (frames < 0) | (frames > t)
+        loss = xp.where(bad, xp.full_like(loss, math.nan), loss)
+    return loss
+
+
 # ----------------------------------------------------------------- plain forms
 #
 # Cheaper forms of a formula without its safeguard, each with the condition
@@ -642,6 +925,7 @@ INTEGER_ARRAYS: dict[str, frozenset[int]] = {
     "dice_loss": frozenset({1}),
     "multi_margin_loss": frozenset({1}),
     "ctc_loss": frozenset({1, 2, 3}),
+    "ntxent_loss": frozenset({1}),
 }
 
 
@@ -680,21 +964,29 @@ FORMULAS = {
     f.__name__: f
     for f in (
         binary_cross_entropy,
+        cosine_embedding_loss,
         cosine_similarity_loss,
         cross_entropy,
         ctc_loss,
         dice_loss,
         gaussian_nll_loss,
+        hinge_embedding_loss,
         hinge_loss,
         huber_loss,
+        info_nce_loss,
+        js_div_loss,
         kl_div_loss,
         l1_loss,
         log_cosh_loss,
+        mape_loss,
         margin_ranking_loss,
         mse_loss,
+        msle_loss,
         multi_margin_loss,
         multilabel_soft_margin_loss,
         nll_loss,
+        ntxent_loss,
+        poisson_nll_loss,
         poly1_cross_entropy,
         sigmoid_focal_loss,
         smooth_l1_loss,
