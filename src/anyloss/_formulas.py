@@ -894,6 +894,33 @@ def exp_by_pow2(xp: Any, x: Any) -> Any:
     return xp.pow(2.0, x * LOG2_E)
 
 
+def cosine_similarity_rows(xp: Any, a: Any, b: Any, axis: int, floor: float) -> Any:
+    """:func:`cosine_similarity_loss` with the dot product below eps taken as
+    the scaled dot product times the two scales (one multiplication per row)
+    instead of a masked copy of both inputs: four fewer passes over the
+    inputs, the same value (a tiny product that underflows in ``a * b`` is
+    kept), and the same gradient, ``b / eps`` (the scales are constants)."""
+    top_a = stop_gradient(xp, xp.max(xp.abs(a), axis=axis, keepdims=True))
+    top_b = stop_gradient(xp, xp.max(xp.abs(b), axis=axis, keepdims=True))
+    scale_a, scale_b = _scale(xp, top_a), _scale(xp, top_b)
+    ua, ub = a / scale_a, b / scale_b
+    dot = xp.sum(ua * ub, axis=axis)
+    norm_ua = xp.sqrt(_nonzero(xp, xp.sum(xp.square(ua), axis=axis)))
+    norm_ub = xp.sqrt(_nonzero(xp, xp.sum(xp.square(ub), axis=axis)))
+    # ||a|| ||b|| >= eps as in scaled_cosine (NaN counts as above).
+    root_scale = xp.sqrt(xp.squeeze(top_a, axis=axis)) * xp.sqrt(xp.squeeze(top_b, axis=axis))
+    above = ~(root_scale < math.sqrt(floor) / xp.sqrt(norm_ua * norm_ub))
+    cosine = dot / (norm_ua * norm_ub)
+    if floor <= 0:
+        return cosine
+    # ||a|| ||b|| < eps: sa sb / eps as (min / eps) max, which neither
+    # overflows nor underflows there; 0 above, where it may overflow (and
+    # its product with a zero cotangent would be NaN).
+    sa, sb = xp.squeeze(scale_a, axis=axis), xp.squeeze(scale_b, axis=axis)
+    factor = xp.where(above, 0.0, (xp.minimum(sa, sb) / floor) * xp.maximum(sa, sb))
+    return xp.where(above, cosine, dot * factor)
+
+
 def log1p_by_log(xp: Any, w: Any) -> Any:
     """``log1p(w)`` as ``log(v) * (w / (v - 1))`` with ``v = 1 + w``: the log
     of the rounded sum times the ratio that undoes its rounding (Goldberg),

@@ -129,7 +129,7 @@ LOSSES = tuple(VARIANTS)
 # Losses with exp or log in their formula.
 TRANSCENDENTAL = {"cross_entropy", "kl_div_loss", "binary_cross_entropy", "log_cosh_loss", "gaussian_nll_loss"}
 CALLS = [(name, v) for name in LOSSES for v in VARIANTS[name]]
-# Below and above FORMS_MIN_SIZE (and BLOCKED_SUM_MIN_LENGTH).
+# Below and above FORMS_MIN_SIZE (and BLOCKED_MIN_LENGTH).
 SHAPES = ((6, 5), (12, 512))
 
 
@@ -460,21 +460,21 @@ def test_shapeless_compile_across_batch_sizes(name):
 
 
 class _Spy:
-    """Counts the runs of the traced function (``evaluate`` as the compiled
-    body calls it)."""
+    """Counts the runs of the traced function (``computation`` as the
+    compiled body calls it)."""
 
     def __init__(self):
         self.calls = 0
 
     def __call__(self, *args):
         self.calls += 1
-        return _formulas.evaluate(*args)
+        return fast.evaluate(*args)
 
 
 @pytest.fixture
 def spy(monkeypatch):
     s = _Spy()
-    monkeypatch.setattr(fast, "evaluate", s)
+    monkeypatch.setattr(fast, "computation", s)
     return s
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import mlx.core as mx
 
 from .. import _formulas
+from .._common import astype, reduce
 
 # Input signatures one compiled configuration traces before it starts afresh.
 MAX_SIGNATURES = 64
@@ -36,8 +37,8 @@ MAX_CONFIGURATIONS = 128
 # below it the form's extra primitives cost more than they save when the
 # function runs uncompiled (under mx.grad).
 FORMS_MIN_SIZE = 1024
-# Rows at least this long are summed in blocks (see _sum).
-BLOCKED_SUM_MIN_LENGTH = 256
+# Rows at least this long are reduced in blocks (see _blocked).
+BLOCKED_MIN_LENGTH = 256
 
 
 def _elementwise(form: Any, derivative: Any) -> Any:
@@ -76,32 +77,38 @@ def _isfinite(x: Any) -> Any:
     return _formulas.isfinite_by_subtraction(mx, x)
 
 
-def _sum(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-    """``mx.sum``; a 2-d array's rows summed in blocks of 32, 16 or 8 strided
-    columns first (MLX sums strided columns several times faster than a
-    contiguous row), the blocks' sums then summed.  The leading axis stays
-    -1 in the reshape, so a shapeless trace stays right across batch sizes."""
-    if x.ndim == 2 and axis in (None, 1, -1) and x.shape[0] > 0:
-        n = x.shape[1]
-        if n >= BLOCKED_SUM_MIN_LENGTH:
-            for k in (32, 16, 8):
-                if n % k == 0:
-                    rows = mx.sum(mx.sum(mx.reshape(x, (-1, n // k, k)), axis=1), axis=1)
-                    if axis is None:
-                        return mx.sum(rows, keepdims=keepdims).reshape((1, 1) if keepdims else ())
-                    return mx.expand_dims(rows, 1) if keepdims else rows
-    return mx.sum(x, axis=axis, keepdims=keepdims)
+def _blocked(reduce: Any) -> Any:
+    """``reduce`` (``mx.sum``, ``mx.max``) with a 2-d array's rows reduced
+    over blocks of 32, 16 or 8 strided columns first, then over the blocks:
+    MLX's CPU reduces strided columns several times faster than a contiguous
+    row.  The leading axis stays -1 in the reshape, so a shapeless trace
+    stays right across batch sizes."""
+
+    def blocked(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+        if x.ndim == 2 and axis in (None, 1, -1) and x.shape[0] > 0:
+            n = x.shape[1]
+            if n >= BLOCKED_MIN_LENGTH:
+                for k in (32, 16, 8):
+                    if n % k == 0:
+                        rows = reduce(reduce(mx.reshape(x, (-1, n // k, k)), axis=1), axis=1)
+                        if axis is None:
+                            return reduce(rows, keepdims=keepdims).reshape((1, 1) if keepdims else ())
+                        return mx.expand_dims(rows, 1) if keepdims else rows
+        return reduce(x, axis=axis, keepdims=keepdims)
+
+    return blocked
 
 
 def _namespace() -> Any:
-    """``mlx.core`` with ``exp``, ``log1p``, ``isfinite`` and ``sum`` in their
-    cheaper forms."""
+    """``mlx.core`` with ``exp``, ``log1p``, ``isfinite``, ``sum`` and ``max``
+    in their cheaper forms."""
     ns = types.ModuleType(mx.__name__)
     ns.__dict__.update((k, v) for k, v in vars(mx).items() if not k.startswith("__"))
     ns.exp = _exp
     ns.log1p = _log1p
     ns.isfinite = _isfinite
-    ns.sum = _sum
+    ns.sum = _blocked(mx.sum)
+    ns.max = _blocked(mx.max)
     return ns
 
 
@@ -115,7 +122,7 @@ def _body(state: Any) -> Any:
     def body(*arrays: Any) -> Any:
         state.traces += 1
         state.signatures.add(tuple((a.shape, a.dtype) for a in arrays))
-        return evaluate(NAMESPACE, *state.static, *arrays)
+        return computation(NAMESPACE, *state.static, *arrays)
 
     return body
 
@@ -141,8 +148,36 @@ class Compiled:
         return out
 
 
-# The portable computation, looked up at trace time (tests count the traces).
-evaluate = _formulas.evaluate
+# Losses computed by another form of their formula (see _formulas).
+FORMS = {"cosine_similarity_loss": _formulas.cosine_similarity_rows}
+
+
+def evaluate(
+    xp: Any,
+    name: str,
+    params: tuple[Any, ...],
+    reduction: str,
+    out_dtype: Any,
+    dtype: Any,
+    weighted: bool,
+    *arrays: Any,
+) -> Any:
+    """``_formulas.evaluate``, with the form in :data:`FORMS` for a loss that
+    has one."""
+    form = FORMS.get(name)
+    if form is None:
+        return _formulas.evaluate(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays)
+    if weighted:
+        *arrays, weights = arrays
+    loss = form(xp, *[astype(xp, a, dtype) for a in arrays], *params)
+    if weighted:
+        loss = loss * astype(xp, weights, dtype)
+    return reduce(xp, loss, reduction, out_dtype)
+
+
+# The computation the compiled functions trace, looked up when they run
+# (tests count the traces).
+computation = evaluate
 
 _CACHE: OrderedDict[tuple[Any, ...], Compiled] = OrderedDict()
 
@@ -175,5 +210,5 @@ def run(
 ) -> Any:
     for a in arrays:
         if a is None:  # an optional array left out: mx.compile takes arrays only
-            return evaluate(NAMESPACE, name, params, reduction, out_dtype, dtype, weighted, *arrays)
+            return computation(NAMESPACE, name, params, reduction, out_dtype, dtype, weighted, *arrays)
     return compiled(name, params, reduction, out_dtype, dtype, weighted)(*arrays)
