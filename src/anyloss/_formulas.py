@@ -921,6 +921,19 @@ def cosine_similarity_rows(xp: Any, a: Any, b: Any, axis: int, floor: float) -> 
     return xp.where(above, cosine, dot * factor)
 
 
+def smooth_l1_select_free(xp: Any, x: Any, y: Any, beta: float) -> Any:
+    """:func:`smooth_l1_loss` without a select: ``(q / 2)(q / beta) + (d - q)``
+    with ``q = min(d, beta)`` is ``d^2 / (2 beta)`` below beta and
+    ``beta / 2 + (d - beta)`` above (to an ulp of ``d - beta / 2``), with the
+    same gradients; a select costs a pass of its own where the ops are not
+    fused (MLX under mx.grad)."""
+    diff = xp.abs(x - y)
+    if beta == 0:
+        return diff
+    q = at_most(xp, diff, beta)
+    return (0.5 * q) * (q / beta) + (diff - q)
+
+
 def log1p_by_log(xp: Any, w: Any) -> Any:
     """``log1p(w)`` as ``log(v) * (w / (v - 1))`` with ``v = 1 + w``: the log
     of the rounded sum times the ratio that undoes its rounding (Goldberg),

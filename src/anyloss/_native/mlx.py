@@ -149,7 +149,10 @@ class Compiled:
 
 
 # Losses computed by another form of their formula (see _formulas).
-FORMS = {"cosine_similarity_loss": _formulas.cosine_similarity_rows}
+FORMS = {
+    "cosine_similarity_loss": _formulas.cosine_similarity_rows,
+    "smooth_l1_loss": _formulas.smooth_l1_select_free,
+}
 
 
 def evaluate(
