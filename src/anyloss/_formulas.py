@@ -934,18 +934,6 @@ def smooth_l1_select_free(xp: Any, x: Any, y: Any, beta: float) -> Any:
     return (0.5 * q) * (q / beta) + (diff - q)
 
 
-def log1p_by_log(xp: Any, w: Any) -> Any:
-    """``log1p(w)`` as ``log(v) * (w / (v - 1))`` with ``v = 1 + w``: the log
-    of the rounded sum times the ratio that undoes its rounding (Goldberg),
-    ``w`` itself where ``v`` rounds to 1 and ``inf`` at ``inf``.  On MLX's
-    CPU ``log1p`` costs about three times as much as ``log``."""
-    v = 1.0 + w
-    d = v - 1.0
-    exact = d == 0
-    corrected = xp.log(v) * (w / xp.where(exact, 1.0, d))
-    return xp.where(exact, w, xp.where(v == math.inf, v, corrected))
-
-
 def isfinite_by_subtraction(xp: Any, x: Any) -> Any:
     """``isfinite(x)`` as ``x - x == 0`` (inf - inf and nan are nan): two
     primitives where MLX spells ``isfinite`` in six."""

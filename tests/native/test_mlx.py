@@ -442,18 +442,22 @@ def test_inside_compile(name, arrays, kwargs, argnums):
     _close(compiled(*arrays), _call(name, arrays, kwargs, "none"), 3e-6, name)
 
 
+@pytest.mark.parametrize("width", (6, 512))
 @pytest.mark.parametrize("name", LOSSES)
-def test_shapeless_compile_across_batch_sizes(name):
+def test_shapeless_compile_across_batch_sizes(name, width):
     """``mx.compile(shapeless=True)`` traces once and stays right when the
-    number of rows changes (the class or vector axis keeps its length)."""
+    number of rows changes (the class or vector axis keeps its length; 512
+    is reduced in blocks)."""
     rng = np.random.default_rng(9)
-    kwargs = make(name, (3, 6), rng, "")[1]
+    kwargs = make(name, (3, width), rng, "")[1]
     compiled = mx.compile(lambda *a: _call(name, a, kwargs, "mean"), shapeless=True)
     for rows in (3, 5, 8):
-        arrays = [_mx(a) for a in make(name, (rows, 6), rng, "")[0]]
-        _close(compiled(*arrays), _call(name, arrays, kwargs, "mean"), 3e-6, f"{name} rows={rows}")
+        data = make(name, (rows, width), rng, "")[0]
+        arrays = [_mx(a) for a in data]
+        scale = _terms(name, data, kwargs)
+        _close(compiled(*arrays), _call(name, arrays, kwargs, "mean"), 3e-6, f"{name} rows={rows}", scale)
         with _native.portable():
-            _close(compiled(*arrays), _call(name, arrays, kwargs, "mean"), 3e-6, f"{name} rows={rows}")
+            _close(compiled(*arrays), _call(name, arrays, kwargs, "mean"), 3e-6, f"{name} rows={rows}", scale)
 
 
 # ------------------------------------------------------------------- tracing

@@ -1,25 +1,30 @@
 """MLX: every eager call runs one compiled graph, cached per static arguments.
 
-``mx.compile`` of :func:`anyloss._formulas.evaluate` with the loss's name, its
-parameters, the reduction and the dtypes fixed.  MLX traces it once per input
-shapes and dtypes and replays the fused graph; a repeated call traces nothing.
-Under ``mx.grad``, ``mx.vjp``, ``mx.jvp``, ``mx.vmap`` or an enclosing
-``mx.compile`` the inputs are tracers and MLX runs the function itself, so
-the portable ops are what the transformation sees.
+``mx.compile`` of the loss's computation (``_formulas.evaluate``) with its
+name, parameters, reduction and dtypes fixed.  MLX traces it once per input
+shapes and dtypes and replays the fused graph; a repeated call traces
+nothing.  Under ``mx.grad``, ``mx.vjp``, ``mx.jvp``, ``mx.vmap`` or an
+enclosing ``mx.compile`` the inputs are tracers and MLX runs the function
+itself, op by op or into the enclosing trace.
 
-The namespace the formulas run on is MLX's with two primitives in cheaper
-forms of equal value (``_formulas.exp_by_pow2``, ``_formulas.isfinite_by_subtraction``).
+The formulas run on MLX's namespace with a few primitives in cheaper forms
+of equal value (from ``_formulas``): ``exp`` as a power of two on large
+arrays, ``isfinite`` in two primitives, and rows of 2-d arrays summed and
+maximized in blocks.  Two losses take another form of their formula
+(:data:`FORMS`).  No custom function is used: MLX cannot replay one in a
+shapeless trace.  Under an enclosing ``mx.compile(shapeless=True)`` the
+batch size may change; the length of a reduced row and the number of
+classes are part of the trace.
 
 Each configuration keeps its traces (one per input signature) until it has
-seen ``MAX_SIGNATURES`` of them; then its compiled function is replaced, which
-frees them, so a stream of new shapes cannot grow memory without bound.  At
-most ``MAX_CONFIGURATIONS`` configurations are kept, the least recently used
-dropped first.
+seen ``MAX_SIGNATURES`` of them; then its compiled function is replaced,
+which frees them, so a stream of new shapes cannot grow memory without
+bound.  At most ``MAX_CONFIGURATIONS`` configurations are kept, the least
+recently used dropped first.
 """
 
 from __future__ import annotations
 
-import functools
 import types
 from collections import OrderedDict
 from typing import Any
@@ -33,44 +38,16 @@ from .._common import astype, reduce
 MAX_SIGNATURES = 64
 # Configurations (loss, parameters, reduction, dtypes) kept compiled.
 MAX_CONFIGURATIONS = 128
-# Arrays at least this large take exp and log1p in their cheaper forms:
-# below it the form's extra primitives cost more than they save when the
-# function runs uncompiled (under mx.grad).
+# Arrays at least this large take exp as a power of two: below it the extra
+# primitive costs more than it saves when the function runs uncompiled
+# (under mx.grad).
 FORMS_MIN_SIZE = 1024
 # Rows at least this long are reduced in blocks (see _blocked).
 BLOCKED_MIN_LENGTH = 256
 
 
-def _elementwise(form: Any, derivative: Any) -> Any:
-    """``form(mx, x)`` as an MLX custom function whose derivative is
-    ``derivative(x, form(x))``: autodiff and forward mode never go through the
-    form's own steps (its selects would cost a pass each under mx.grad)."""
-
-    @mx.custom_function
-    def function(x: Any) -> Any:
-        return form(mx, x)
-
-    @function.vjp
-    def function_vjp(x: Any, cotangent: Any, out: Any) -> Any:
-        return cotangent * derivative(x, out)
-
-    @function.jvp
-    def function_jvp(x: Any, tangent: Any) -> Any:
-        return tangent * derivative(x, function(x))
-
-    return function
-
-
-_exp_form = _elementwise(_formulas.exp_by_pow2, lambda x, out: out)
-_log1p_form = _elementwise(_formulas.log1p_by_log, lambda w, out: 1.0 / (1.0 + w))
-
-
 def _exp(x: Any) -> Any:
-    return _exp_form(x) if x.size >= FORMS_MIN_SIZE else mx.exp(x)
-
-
-def _log1p(x: Any) -> Any:
-    return _log1p_form(x) if x.size >= FORMS_MIN_SIZE else mx.log1p(x)
+    return _formulas.exp_by_pow2(mx, x) if x.size >= FORMS_MIN_SIZE else mx.exp(x)
 
 
 def _isfinite(x: Any) -> Any:
@@ -100,12 +77,11 @@ def _blocked(reduce: Any) -> Any:
 
 
 def _namespace() -> Any:
-    """``mlx.core`` with ``exp``, ``log1p``, ``isfinite``, ``sum`` and ``max``
-    in their cheaper forms."""
+    """``mlx.core`` with ``exp``, ``isfinite``, ``sum`` and ``max`` in their
+    cheaper forms."""
     ns = types.ModuleType(mx.__name__)
     ns.__dict__.update((k, v) for k, v in vars(mx).items() if not k.startswith("__"))
     ns.exp = _exp
-    ns.log1p = _log1p
     ns.isfinite = _isfinite
     ns.sum = _blocked(mx.sum)
     ns.max = _blocked(mx.max)
@@ -116,11 +92,10 @@ NAMESPACE = _namespace()
 
 
 def _body(state: Any) -> Any:
-    """The traced function of one configuration; it counts its runs and the
-    input signatures it has seen in ``state``."""
+    """The traced function of one configuration; it records the input
+    signatures it has seen in ``state``."""
 
     def body(*arrays: Any) -> Any:
-        state.traces += 1
         state.signatures.add(tuple((a.shape, a.dtype) for a in arrays))
         return computation(NAMESPACE, *state.static, *arrays)
 
@@ -136,7 +111,7 @@ class Compiled:
     def __init__(self, static: tuple[Any, ...]) -> None:
         # The traced function holds the state, not this object: no reference
         # cycle, so a dropped configuration frees its traces at once.
-        self.state = types.SimpleNamespace(static=static, signatures=set(), traces=0)
+        self.state = types.SimpleNamespace(static=static, signatures=set())
         self.function = mx.compile(_body(self.state))
 
     def __call__(self, *arrays: Any) -> Any:
@@ -192,12 +167,11 @@ def compiled(
     key = (name, params, reduction, out_dtype, dtype, weighted)
     try:
         found = _CACHE[key]
-    except KeyError:
+        _CACHE.move_to_end(key)
+    except KeyError:  # new (or dropped by another thread meanwhile)
         found = _CACHE[key] = Compiled(key)
-        if len(_CACHE) > MAX_CONFIGURATIONS:
+        while len(_CACHE) > MAX_CONFIGURATIONS:
             _CACHE.popitem(last=False)
-        return found
-    _CACHE.move_to_end(key)
     return found
 
 
