@@ -868,6 +868,19 @@ def bce_logits_plain(xp: Any, x: Any, t: Any) -> Any:
     return coefficient * x + xp.log1p(xp.exp(-xp.abs(x)))
 
 
+def smooth_l1_plain(xp: Any, x: Any, y: Any, beta: float) -> Any:
+    """:func:`smooth_l1_loss` select-free, as Huber's form over beta:
+    ``(q / 2)(q / beta) + (|d| - q)`` with ``q = min(|d|, beta)``.  Below beta
+    it is the formula bit for bit; above, ``beta / 2 + (|d| - beta)`` is
+    ``|d| - beta / 2`` to an ulp; NaN where the formula is NaN.  A select
+    costs NumPy a branch per element on a random mask."""
+    diff = xp.abs(x - y)
+    if beta == 0:
+        return diff
+    q = at_most(xp, diff, beta)
+    return (0.5 * q) * (q / beta) + (diff - q)
+
+
 def log_cosh_plain(xp: Any, x: Any, y: Any) -> tuple[Any, Any]:
     """``log cosh(a)`` as ``log1p(sinh(a)^2) / 2`` (``cosh^2 = 1 + sinh^2``:
     no cancellation, and no ``abs``, cap or select), and whether that is

@@ -413,6 +413,24 @@ def test_bce_plain_is_the_formula(dtype):
     assert np.all(np.isnan(x[~shown]) | np.isnan(t[~shown]) | np.isinf(x[~shown]))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("beta", [0.0, 1e-30, 0.5, 1.0, 3.0, 1e30])
+def test_smooth_l1_plain_is_the_formula(dtype, beta):
+    """``smooth_l1_plain``: bit for bit below beta, to an ulp above, NaN where the formula is."""
+    dt = np.dtype(dtype)
+    rng = np.random.default_rng(21)
+    scale = np.logspace(-35, 35, 71)
+    x = np.concatenate([rng.standard_normal(710) * np.repeat(scale, 10), [math.inf, -math.inf, math.nan, 0.0]])
+    x, y = x.astype(dt), rng.permutation(x).astype(dt)
+    with np.errstate(all="ignore"):
+        plain = _formulas.smooth_l1_plain(fast.lean, x, y, beta)
+        formula = _formulas.smooth_l1_loss(compat_np, x, y, beta)
+        below = np.abs(x - y) < beta
+    np.testing.assert_array_equal(np.isnan(plain), np.isnan(formula))
+    np.testing.assert_array_equal(plain[below], formula[below])
+    np.testing.assert_allclose(plain[~below], formula[~below], rtol=2 * float(np.finfo(dt).eps), atol=0)
+
+
 # ------------------------------------------------------- the direct path (lean)
 
 

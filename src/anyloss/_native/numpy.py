@@ -3,15 +3,19 @@ cache-sized blocks shared by a thread pool.
 
 Small calls run ``evaluate`` on :data:`lean`, NumPy's own functions without the
 dispatch layers the formulas never need (``np.sum`` is ``np.add.reduce``
-behind two Python frames), with identical values.  Large calls evaluate the
-same formula block by block: blocks of elements for elementwise losses, of
-rows for losses along an axis, each block small enough to stay in the core's
-cache across the formula's passes, so a ten-step formula reads memory about
-once.  The blocks go to one thread per core (NumPy releases the GIL in its
-loops); the caller's thread works too, and a call from inside a pool thread
-runs alone.  Sums are combined from per-block sums in the compute dtype, in
-block order, so a result does not depend on the thread timing.  Nothing is
-kept between calls but the lazily created pool.
+behind two Python frames), with identical values.  binary_cross_entropy
+(logits), kl_div, cosine, triplet (p = 2) and smooth_l1 run their plain
+forms from ``_formulas`` where the form's condition holds, the formula
+where it does not.  Class indices are range-checked here, in one pass.
+
+Large calls evaluate the same formulas block by block: blocks of elements
+for elementwise losses, of rows for losses along an axis, each small enough
+that its temporaries stay in the core's cache (and in memory already mapped)
+across the formula's passes.  The blocks go to one thread per core (NumPy
+releases the GIL in its loops); the caller's thread works too, and a call
+from inside a pool thread runs alone.  Sums are combined from per-block sums
+in the compute dtype, in block order, so a result does not depend on the
+thread timing.  Nothing is kept between calls but the lazily created pool.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from .._formulas import (
     cosine_plain,
     evaluate,
     kl_div_plain,
+    smooth_l1_plain,
     triplet_plain,
 )
 
@@ -212,6 +217,8 @@ _LIGHT = {"cosine_similarity_loss": 4, "kl_div_loss": 4}
 
 
 def checks_class_indices(targets: Any) -> bool:
+    """Whether :func:`run` checks these class indices (of cross_entropy and
+    nll_loss) itself: a NumPy array's, always."""
     return type(targets) is np.ndarray
 
 
@@ -241,6 +248,7 @@ _PLAIN: dict[str, Callable[[tuple[Any, ...]], Any]] = {
     "binary_cross_entropy": lambda p: (bce_logits_plain, ()) if p[0] else None,
     "cosine_similarity_loss": lambda p: (cosine_plain, p),
     "kl_div_loss": lambda p: (kl_div_plain, p),
+    "smooth_l1_loss": lambda p: (smooth_l1_plain, p),
     "triplet_loss": lambda p: (triplet_plain, (p[0], p[2], p[3])) if p[1] == 2 else None,
 }
 
@@ -273,7 +281,7 @@ def run(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays):
         if type(arrays[1]) is np.ndarray:  # the front door left the check to us
             _check_range(name, arrays[0], arrays[1], params[0])
     for a in arrays:
-        if type(a) is not np.ndarray:  # subclasses keep their own dispatch
+        if type(a) is not np.ndarray and a is not None:  # subclasses keep their own dispatch
             return evaluate(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays)
     if (
         arrays[0].size >= THRESHOLD * _LIGHT.get(name, 1)
