@@ -254,6 +254,93 @@ def _multilabel_soft_margin_loss() -> tuple:
     return _focal_axis(), [("", loss)], "logit of a label with target 1 (the other: logit 0, target 0)", "∂ loss / ∂ logit"
 
 
+def _unit_circle(theta):
+    return jnp.stack([jnp.cos(theta), jnp.sin(theta)], axis=-1)
+
+
+def _info_nce_loss() -> tuple:
+    x = jnp.linspace(-math.pi, math.pi, 601)
+    keys = jnp.array([[1.0, 0.0], [0.0, 1.0]])  # its own key, and a negative at 90 degrees
+
+    def at(temperature: float) -> Callable:
+        return jax.vmap(lambda th: anyloss.info_nce_loss(_unit_circle(th)[None], keys, temperature)[0])
+
+    variants = [(f"temperature = {t:g}", at(t)) for t in (0.1, 0.3, 1.0)]
+    return x, variants, "angle between the query and its key (a negative at 90°)", "∂ loss / ∂ angle"
+
+
+def _ntxent_loss() -> tuple:
+    x = jnp.linspace(-math.pi, math.pi, 601)
+    others = jnp.array([[1.0, 0.0], [0.0, 1.0], [-0.6, 0.8]])  # its positive, then another pair
+    labels = jnp.array([0, 0, 1, 1])
+
+    def at(temperature: float) -> Callable:
+        def one(th):
+            return anyloss.ntxent_loss(jnp.concatenate([_unit_circle(th)[None], others]), labels, temperature)
+
+        return jax.vmap(one)
+
+    variants = [(f"temperature = {t:g}", at(t)) for t in (0.1, 0.3, 1.0)]
+    return x, variants, "angle between an embedding and its positive (labels 0, 0, 1, 1)", "∂ loss / ∂ angle"
+
+
+def _cosine_embedding_loss() -> tuple:
+    x = jnp.linspace(-math.pi, math.pi, 601)
+
+    def with_target(t: int, m: float) -> Callable:
+        def loss(theta):
+            x1 = jnp.stack([jnp.ones_like(theta), _zeros(theta)], axis=1)
+            return anyloss.cosine_embedding_loss(x1, 2.0 * _unit_circle(theta), jnp.full(theta.shape, t), margin=m)
+
+        return loss
+
+    variants = [("target +1", with_target(1, 0.0)), ("target −1, margin = 0", with_target(-1, 0.0)),
+                ("target −1, margin = 0.5", with_target(-1, 0.5))]
+    return x, variants, "angle between x1 and x2 (radians)", "∂ loss / ∂ angle"
+
+
+def _hinge_embedding_loss() -> tuple:
+    x = jnp.linspace(0.0, 3.0, 601)
+    variants = [("target +1", lambda d: anyloss.hinge_embedding_loss(d, jnp.ones(d.shape)))] + [
+        (f"target −1, margin = {m:g}", lambda d, m=m: anyloss.hinge_embedding_loss(d, -jnp.ones(d.shape), margin=m))
+        for m in (1.0, 2.0)
+    ]
+    return x, variants, "distance  x", "∂ loss / ∂ x"
+
+
+def _poisson_nll_loss() -> tuple:
+    x = jnp.linspace(-3.0, 2.5, 551)
+    variants = [
+        (f"count {c:g}", lambda z, c=c: anyloss.poisson_nll_loss(z, jnp.full_like(z, c)))
+        for c in (0.0, 1.0, 4.0)
+    ]
+    return x, variants, "log-rate  x  (log_input=True)", "∂ loss / ∂ x"
+
+
+def _js_div_loss() -> tuple:
+    x = jnp.linspace(0.002, 0.998, 499)
+
+    def against(target: tuple) -> Callable:
+        t = jnp.log(jnp.array(target))
+
+        def loss(s):
+            inputs = jnp.log(jnp.stack([s, 1.0 - s], axis=1))
+            return anyloss.js_div_loss(inputs, jnp.broadcast_to(t, inputs.shape))
+
+        return loss
+
+    variants = [(f"target ({a:g}, {b:g})", against((a, b))) for a, b in ((0.3, 0.7), (0.0, 1.0))]
+    return x, variants, "predicted distribution (s, 1 − s): s  (inputs = log)", "∂ loss / ∂ s"
+
+
+def _relative_losses(name: str) -> tuple:
+    fn = getattr(anyloss, name)
+    x = jnp.linspace(0.0, 4.0, 601) if name == "mape_loss" else jnp.linspace(-1.0, 10.0, 661)
+    targets = (0.5, 1.0, 2.0) if name == "mape_loss" else (0.0, 1.0, 5.0)
+    variants = [(f"target {t:g}", lambda p, t=t: fn(p, jnp.full_like(p, t), reduction="none")) for t in targets]
+    return x, variants, "prediction  p", "∂ loss / ∂ p"
+
+
 _SPECIAL = {
     "binary_cross_entropy": _binary_cross_entropy,
     "cross_entropy": _cross_entropy,
@@ -271,6 +358,14 @@ _SPECIAL = {
     "soft_margin_loss": lambda: _signed_losses("soft_margin_loss"),
     "multilabel_soft_margin_loss": _multilabel_soft_margin_loss,
     "squared_hinge_loss": lambda: _signed_losses("squared_hinge_loss"),
+    "info_nce_loss": _info_nce_loss,
+    "ntxent_loss": _ntxent_loss,
+    "cosine_embedding_loss": _cosine_embedding_loss,
+    "hinge_embedding_loss": _hinge_embedding_loss,
+    "poisson_nll_loss": _poisson_nll_loss,
+    "js_div_loss": _js_div_loss,
+    "mape_loss": lambda: _relative_losses("mape_loss"),
+    "msle_loss": lambda: _relative_losses("msle_loss"),
 }
 
 NAMES = tuple(sorted(anyloss.__all__))
