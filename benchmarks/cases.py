@@ -19,6 +19,7 @@ backward time the same function; the peers compute the same math.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -288,12 +289,17 @@ class Case:
     params: dict[str, Any] = field(default_factory=dict)
 
     def ours(self) -> Callable[..., Any]:
-        return functools.partial(getattr(anyloss, self.name), **self.params, reduction="mean")
+        fn = getattr(anyloss, self.name)
+        if "reduction" not in inspect.signature(fn).parameters:  # a scalar already (ntxent_loss)
+            return functools.partial(fn, **self.params)
+        return functools.partial(fn, **self.params, reduction="mean")
 
     def peer(self, library: str) -> Peer:
         if library == "torch":
             return self.torch
         if library == "mlx":
+            if not _mlx_has(self.name):  # a loss beyond MLX's: the plain expression on mlx.core
+                return _expr_peer(self.expr, "mlx.core", "mx")
             return Peer(f"mlx.nn.losses.{self.name}{_args(self.params)}", self._mlx)
         if library == "jax":
             if self.optax is not None and _has("optax"):
@@ -305,6 +311,15 @@ class Case:
         import mlx.nn.losses as losses
 
         return functools.partial(getattr(losses, self.name), **self.params, reduction="mean")
+
+
+def _mlx_has(name: str) -> bool:
+    """Whether ``mlx.nn.losses`` has the loss (without MLX, the peer's load reports it)."""
+    try:
+        import mlx.nn.losses as losses
+    except ImportError:
+        return True
+    return hasattr(losses, name)
 
 
 def _has(module: str) -> bool:
@@ -349,4 +364,153 @@ CASES: tuple[Case, ...] = (
          torch_f("triplet_margin_loss", margin=1.0, p=2, eps=1e-6),
          optax_loss("triplet_margin_loss", margin=1.0, eps=1e-6),
          {"margin": 1.0, "p": 2, "eps": 1e-6}),
+)
+
+
+# ------------------------------------------------- losses beyond MLX's: contrastive, pairs, counts
+
+SIZES["contrastive"] = (  # a batch of embeddings against every other row of it
+    (BATCH, (64, 128)),
+    (BATCH, (256, 768)),
+    (MILLION, (1024, 1024)),
+    (LARGE, (4096, 1024)),
+)
+
+
+def queries_keys(rng, shape) -> Arrays:
+    q = _normal(rng, shape)
+    return [q, (0.8 * q + _normal(rng, shape, 0.6)).astype(np.float32)]
+
+
+def views(rng, shape) -> Arrays:
+    """Embeddings in pairs of equal labels (two views per example)."""
+    return [_normal(rng, shape), (np.arange(shape[0]) // 2).astype(np.int32)]
+
+
+def labelled_pairs(rng, shape) -> Arrays:
+    return pair(rng, shape) + [_signs(rng, shape[:1])]
+
+
+def distances(rng, shape) -> Arrays:
+    return [np.abs(_normal(rng, shape, 1.5)), _signs(rng, shape)]
+
+
+def counts(rng, shape) -> Arrays:
+    x = _normal(rng, shape, 0.5)
+    return [x, rng.poisson(np.exp(x)).astype(np.float32)]
+
+
+def relative(rng, shape) -> Arrays:
+    return [_normal(rng, shape), (rng.uniform(0.5, 2.0, size=shape) * _signs(rng, shape)).astype(np.float32)]
+
+
+def positive_pair(rng, shape) -> Arrays:
+    return [rng.uniform(0.0, 10.0, size=shape).astype(np.float32) for _ in range(2)]
+
+
+def _unit(xp, x):
+    return x / xp.sqrt(xp.sum(x * x, axis=1, keepdims=True))
+
+
+def _info_nce(xp, q, k):  # temperature = 0.07
+    """mean(logsumexp(s, 1) - s_ii), s = normalize(q) @ normalize(k).T / 0.07"""
+    qn, kn = _unit(xp, q), _unit(xp, k)
+    s = xp.matmul(qn, kn.T) / 0.07
+    m = xp.max(s, axis=1, keepdims=True)
+    lse = xp.log(xp.sum(xp.exp(s - m), axis=1)) + m[:, 0]
+    return xp.mean(lse - xp.sum(qn * kn, axis=1) / 0.07)
+
+
+def _torch_info_nce(t, q, k):
+    F = t.nn.functional
+    s = F.normalize(q, dim=1) @ F.normalize(k, dim=1).T / 0.07
+    return F.cross_entropy(s, t.arange(len(q), device=q.device))
+
+
+def _ntxent(xp, e, labels):  # temperature = 0.07
+    """optax's ntxent: mean over positive pairs of log(e^s_ij + sum_neg e^s_ik) - s_ij"""
+    u = _unit(xp, e)
+    s = xp.matmul(u, u.T) / 0.07
+    same = labels[:, None] == labels[None, :]
+    positive, negative = same & ~(xp.eye(e.shape[0]) > 0), ~same
+    m = xp.max(s, axis=1, keepdims=True)
+    ex = xp.exp(s - m)
+    neg = xp.sum(xp.where(negative, ex, 0.0), axis=1, keepdims=True)
+    return xp.sum(xp.where(positive, xp.log(ex + neg) - (s - m), 0.0)) / xp.sum(positive)
+
+
+def _torch_ntxent(t, e, labels):
+    u = t.nn.functional.normalize(e, dim=1)
+    s = u @ u.T / 0.07
+    same = labels[:, None] == labels[None, :]
+    positive = same & ~t.eye(len(e), dtype=t.bool, device=e.device)
+    m = s.amax(dim=1, keepdim=True)
+    ex = t.exp(s - m)
+    neg = t.where(~same, ex, 0.0).sum(dim=1, keepdim=True)
+    return t.where(positive, t.log(ex + neg) - (s - m), 0.0).sum() / positive.sum()
+
+
+def _cosine_embedding(xp, x1, x2, y):  # margin = 0
+    """mean(where(y == 1, 1 - cos, max(cos, 0)))"""
+    cos = _cosine_rows(xp, x1, x2)
+    return xp.mean(xp.where(y == 1, 1.0 - cos, xp.maximum(cos, 0.0)))
+
+
+def _cosine_rows(xp, x, y):
+    norms = xp.sqrt(xp.sum(x * x, axis=1)) * xp.sqrt(xp.sum(y * y, axis=1))
+    return xp.sum(x * y, axis=1) / xp.maximum(norms, 1e-8)
+
+
+def _hinge_embedding(xp, x, y):  # margin = 1
+    """mean(where(y == 1, x, max(0, 1 - x)))"""
+    return xp.mean(xp.where(y == 1, x, xp.maximum(1.0 - x, 0.0)))
+
+
+def _poisson_nll(xp, x, t):
+    """mean(exp(x) - t x)"""
+    return xp.mean(xp.exp(x) - t * x)
+
+
+def _js_div(xp, x, t):
+    """mean over rows of sum(p (x - log m) + q (t - log m)) / 2, log m = logaddexp(x, t) - log 2"""
+    log_m = xp.logaddexp(x, t) - math.log(2.0)
+    return xp.mean(0.5 * xp.sum(xp.exp(x) * (x - log_m) + xp.exp(t) * (t - log_m), axis=-1))
+
+
+def _torch_js_div(t, x, y):
+    F = t.nn.functional
+    log_m = t.logaddexp(x, y) - math.log(2.0)
+    return 0.5 * (F.kl_div(log_m, x, reduction="batchmean", log_target=True)
+                  + F.kl_div(log_m, y, reduction="batchmean", log_target=True))
+
+
+def _mape(xp, p, t):
+    """mean(100 |t - p| / max(|t|, 1e-7))"""
+    return xp.mean(100.0 * xp.abs(t - p) / xp.maximum(xp.abs(t), 1e-7))
+
+
+def _msle(xp, p, t):
+    """mean((log1p(max(p, 1e-7)) - log1p(max(t, 1e-7)))^2)"""
+    return xp.mean(xp.square(xp.log1p(xp.maximum(p, 1e-7)) - xp.log1p(xp.maximum(t, 1e-7))))
+
+
+CASES += (
+    Case("info_nce_loss", "contrastive", queries_keys, _info_nce,
+         torch_expr("F.cross_entropy(normalize(q) @ normalize(k).T / 0.07, arange)", _torch_info_nce)),
+    Case("ntxent_loss", "contrastive", views, _ntxent,
+         torch_expr("optax's ntxent in torch", _torch_ntxent), optax_loss("ntxent", temperature=0.07)),
+    Case("cosine_embedding_loss", "embeddings", labelled_pairs, _cosine_embedding,
+         torch_f("cosine_embedding_loss", margin=0.0)),
+    Case("hinge_embedding_loss", "elementwise", distances, _hinge_embedding,
+         torch_f("hinge_embedding_loss", margin=1.0)),
+    Case("poisson_nll_loss", "elementwise", counts, _poisson_nll,
+         torch_f("poisson_nll_loss", log_input=True, full=False)),
+    Case("js_div_loss", "distributions", two_log_probs, _js_div,
+         torch_expr("two F.kl_div(log m, .., log_target=True)", _torch_js_div)),
+    Case("mape_loss", "elementwise", relative, _mape,
+         torch_expr("(100 * |t - p| / clamp(|t|, 1e-7)).mean()",
+                    lambda t, p, y: (100.0 * (y - p).abs() / y.abs().clamp(min=1e-7)).mean())),
+    Case("msle_loss", "elementwise", positive_pair, _msle,
+         torch_expr("F.mse_loss(log1p(clamp(p, 1e-7)), log1p(clamp(t, 1e-7)))",
+                    lambda t, p, y: t.nn.functional.mse_loss(t.log1p(p.clamp(min=1e-7)), t.log1p(y.clamp(min=1e-7))))),
 )
