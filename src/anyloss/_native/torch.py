@@ -320,16 +320,51 @@ def _smooth_l1(params, reduction, dtype, weighted, x, y):
 
 # sinh(a)^2 at the largest |a| of the plain form
 _SINH2_LIMIT = math.sinh(LOG_COSH_LINEAR) ** 2
+# From this many elements log_cosh runs as one autograd node (_LogCosh): two
+# passes over memory fewer than the chain of kernels; below it the chain costs
+# less than a custom node's Python.
+LOG_COSH_NODE = 1 << 16
+
+
+class _LogCosh(torch.autograd.Function):
+    """``log1p(sinh(a)^2) / 2`` of the error ``a`` as one node whose
+    derivative is ``tanh(a)``: exact for every ``a``, where the chain rule
+    through ``log1p`` and ``sinh`` underflows beyond ``|a| = 20``."""
+
+    @staticmethod
+    def forward(a):
+        return torch.sinh(a).square_().log1p_().mul_(0.5)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+        ctx.save_for_forward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, grad):
+        (a,) = ctx.saved_tensors
+        return grad * torch.tanh(a)
+
+    @staticmethod
+    def jvp(ctx, tangent):
+        (a,) = ctx.saved_tensors
+        return tangent * torch.tanh(a)
 
 
 def _log_cosh(params, reduction, dtype, weighted, x, y):
     """``_formulas.log_cosh_plain``: ``log1p(sinh(a)^2) / 2``, read on the
-    host.  Its value is exact wherever ``sinh(a)^2`` is finite, so a reduced
-    loss that no gradient is taken of only needs to be finite; a gradient
-    needs every ``|a|`` at most 20.  The half is taken after the reduction."""
+    host.  Its value is exact wherever ``sinh(a)^2`` is finite, so a loss
+    that no gradient is taken of (or, on large arrays, one node with the
+    exact derivative) only needs to be finite; a gradient through the chain
+    of kernels needs every ``|a|`` at most 20.  The half is taken after the
+    reduction."""
     if not (_host(x) and _host(y)):
         return None
-    q = torch.square(torch.sinh(_to(x, dtype) - _to(y, dtype)))
+    a = _to(x, dtype) - _to(y, dtype)
+    if a.numel() >= LOG_COSH_NODE:
+        loss = _reduce(_LogCosh.apply(a), reduction)
+        return loss if _stands(loss, zero_ok=True) else None
+    q = torch.square(torch.sinh(a))
     differentiated = _differentiated(x, y)
     if differentiated or reduction == "none":
         limit = _SINH2_LIMIT if differentiated else math.inf
