@@ -213,7 +213,7 @@ THRESHOLD = 1 << 17
 THREADED = 1 << 18
 #: Losses with a few light passes per element and many per row: a block's
 #: fixed cost weighs more, so their blocks and threshold are this many times larger.
-_LIGHT = {"cosine_similarity_loss": 4, "kl_div_loss": 4}
+_LIGHT = {"cosine_similarity_loss": 4, "kl_div_loss": 4, "triplet_loss": 4}
 
 
 def checks_class_indices(targets: Any) -> bool:
