@@ -145,6 +145,8 @@ CASES = [
     Case("margin-ranking", "margin_ranking_loss",
          lambda g, s: _pair(g, s) + [_signs(g, s)], {"margin": 0.5}, shape=(16,)),
     Case("cosine", "cosine_similarity_loss", _pair, shape=(6, 8)),
+    Case("cosine-below-eps", "cosine_similarity_loss",  # norms' products below eps: clamped
+         lambda g, s: [_normal(g, s, 1e-5), _normal(g, s, 3e-5)], shape=(6, 8)),
     Case("triplet", "triplet_loss", _triplets, shape=(6, 8)),
     Case("triplet-p1", "triplet_loss", _triplets, {"p": 1}, shape=(6, 8)),
 ]
@@ -477,6 +479,7 @@ KERNELS = {
     "gaussian-full": (torch, "addcmul"),
     "hinge": (torch, "addcmul"),
     "cosine": (torch._C._linalg, "linalg_vector_norm"),
+    "cosine-below-eps": (torch._C._linalg, "linalg_vector_norm"),
     "triplet": (torch, "hypot"),
     "triplet-p1": (torch._C._linalg, "linalg_vector_norm"),
 }

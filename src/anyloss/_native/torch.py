@@ -407,13 +407,15 @@ def _cosine(params, reduction, dtype, weighted, a, b):
     a, b = _to(a, dtype), _to(b, dtype)
     norm_a = _linalg.linalg_vector_norm(a, 2, axis)
     norm_b = _linalg.linalg_vector_norm(b, 2, axis)
+    norms = norm_a * norm_b
     if norm_a.numel():
         low, high = _norm_bounds(dtype, a.shape[axis])
         lo, hi = _min_max(torch.cat((norm_a.detach(), norm_b.detach())))
         if not (low <= lo and hi <= high):
             return None
-    cosine = _linalg.linalg_vecdot(a, b, dim=axis) / (norm_a * norm_b).clamp_min(floor)
-    return _reduce(cosine, reduction)
+        if lo * lo < floor:  # else every product of norms is at least eps
+            norms = norms.clamp_min(floor)
+    return _reduce(_linalg.linalg_vecdot(a, b, dim=axis) / norms, reduction)
 
 
 def _triplet(params, reduction, dtype, weighted, anchors, positives, negatives):
