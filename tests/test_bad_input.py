@@ -45,7 +45,8 @@ def labels(n, classes=3):
 
 # Valid arguments for every loss, in the order of its signature: (name, builder of kwargs).
 def valid_calls(n=4, d=3):
-    log_p = np.log(probs(n, d) / probs(n, d).sum(axis=1, keepdims=True))
+    p = probs(n, d)
+    log_p = np.log(p / p.sum(axis=1, keepdims=True))
     return {
         "binary_cross_entropy": dict(inputs=f64(n), targets=rng.integers(0, 2, n).astype(float)),
         "cosine_similarity_loss": dict(x1=f64(n, d), x2=f64(n, d)),
@@ -356,7 +357,8 @@ def test_weights_of_another_library():
 def _mutation_calls(n=5, d=4):
     """Calls that exercise every branch that could write: weights, label
     smoothing, probability targets, infinities, half precision, clipping."""
-    log_p = np.log(probs(n, d) / probs(n, d).sum(axis=1, keepdims=True))
+    p = probs(n, d)
+    log_p = np.log(p / p.sum(axis=1, keepdims=True))
     log_p[0, 0] = -np.inf
     p = probs(n, d)
     p /= p.sum(axis=1, keepdims=True)

@@ -317,6 +317,23 @@ def _poisson_nll_loss() -> tuple:
     return x, variants, "log-rate  x  (log_input=True)", "∂ loss / ∂ x"
 
 
+def _ctc_loss() -> tuple:
+    x = jnp.linspace(-4.0, 6.0, 501)
+
+    def of(steps: int) -> Callable:
+        def loss(z):
+            n = z.shape[0]
+            logits = jnp.zeros((n, steps, 3)).at[:, :, 1].set(z[:, None])
+            targets = jnp.ones((n, 1), dtype=jnp.int32)
+            lengths = jnp.full((n,), steps, dtype=jnp.int32)
+            return anyloss.ctc_loss(logits, targets, lengths, jnp.ones((n,), jnp.int32), reduction="none")
+
+        return loss
+
+    variants = [(f"{t} time steps", of(t)) for t in (1, 3, 8)]
+    return x, variants, "logit of the label at every step", "∂ loss / ∂ logit"
+
+
 def _js_div_loss() -> tuple:
     x = jnp.linspace(0.002, 0.998, 499)
 
@@ -363,6 +380,7 @@ _SPECIAL = {
     "cosine_embedding_loss": _cosine_embedding_loss,
     "hinge_embedding_loss": _hinge_embedding_loss,
     "poisson_nll_loss": _poisson_nll_loss,
+    "ctc_loss": _ctc_loss,
     "js_div_loss": _js_div_loss,
     "mape_loss": lambda: _relative_losses("mape_loss"),
     "msle_loss": lambda: _relative_losses("msle_loss"),
