@@ -17,6 +17,12 @@ from .divergence import js_div_loss
 from .embedding import cosine_similarity_loss, margin_ranking_loss, triplet_loss
 from .focal import poly1_cross_entropy, sigmoid_focal_loss, softmax_focal_loss
 from .forecasting import mape_loss, msle_loss, poisson_nll_loss
+from .margin import (
+    multi_margin_loss,
+    multilabel_soft_margin_loss,
+    soft_margin_loss,
+    squared_hinge_loss,
+)
 from .pairwise import cosine_embedding_loss, hinge_embedding_loss
 from .regression import (
     gaussian_nll_loss,
@@ -26,6 +32,7 @@ from .regression import (
     mse_loss,
     smooth_l1_loss,
 )
+from .segmentation import dice_loss
 from .sequence import ctc_loss
 
 __version__ = "0.1.0"
@@ -36,6 +43,7 @@ __all__ = [
     "cosine_similarity_loss",
     "cross_entropy",
     "ctc_loss",
+    "dice_loss",
     "gaussian_nll_loss",
     "hinge_embedding_loss",
     "hinge_loss",
@@ -49,12 +57,16 @@ __all__ = [
     "margin_ranking_loss",
     "mse_loss",
     "msle_loss",
+    "multi_margin_loss",
+    "multilabel_soft_margin_loss",
     "nll_loss",
     "ntxent_loss",
     "poisson_nll_loss",
     "poly1_cross_entropy",
     "sigmoid_focal_loss",
     "smooth_l1_loss",
+    "soft_margin_loss",
     "softmax_focal_loss",
+    "squared_hinge_loss",
     "triplet_loss",
 ]

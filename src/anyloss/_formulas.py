@@ -32,6 +32,13 @@ def _nonzero(xp: Any, x: Any) -> Any:
     return xp.where(x == 0, xp.ones_like(x), x)
 
 
+def _classes(xp: Any, n: int, like: Any) -> Any:
+    """``0, ..., n - 1`` (class indices to compare with) on ``like``'s device."""
+    if is_namespace(xp, "torch"):
+        return xp.arange(n, device=like.device)
+    return xp.arange(n)
+
+
 def _scale(xp: Any, s: Any) -> Any:
     """A largest magnitude to divide by: 1 where it is 0 (nothing to scale)
     or infinite (the infinite entry then carries through as itself)."""
@@ -316,10 +323,13 @@ def poly1_cross_entropy(
 # ------------------------------------------------------------------ segmentation
 
 
-def _sigmoid(xp: Any, x: Any) -> Any:
-    """``1 / (1 + e^{-x})`` without overflow: ``e^{x} / (1 + e^{x})`` below 0."""
+def _sigmoids(xp: Any, x: Any) -> tuple[Any, Any]:
+    """``sigmoid(x)`` and ``sigmoid(-x) = 1 - sigmoid(x)``, each to the last
+    bit and without overflow, from ``e = exp(-|x|)``: ``1 / (1 + e)`` and ``e / (1 + e)``."""
+    positive = x >= 0
     e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, xp.ones_like(e), e) / (1.0 + e)
+    big, small = 1.0 / (1.0 + e), e / (1.0 + e)
+    return xp.where(positive, big, small), xp.where(positive, small, big)
 
 
 def dice_loss(
@@ -330,14 +340,17 @@ def dice_loss(
     sample (axis 0) and class, the sums over the other axes, then the mean
     over classes.  Written as ``(alpha FP + beta FN) / (TP + alpha FP + beta FN + s)``
     with ``FP = sum(p - p t)`` and ``FN = sum(t - p t)`` per element: never
-    negative, and a near-perfect prediction keeps its small loss.  A class
-    absent from targets and predictions with ``smooth == 0`` (0 / 0) has loss 0.
+    negative, and no ``1 - ratio`` cancels.  With one class ``1 - p`` is
+    ``sigmoid(-x)``, so a near-perfect mask keeps its small loss; with several
+    it is rounded (to about eps, absolutely, as in optax).  A class absent
+    from targets and predictions with ``smooth == 0`` (0 / 0) has loss 0.
     ``guard``: a sample with a class index out of range (unchecked) has loss NaN."""
     n = x.shape[axis]
+    q = None  # 1 - p, where it is known to the last bit
     if not from_logits:
         p = x
     elif n == 1:
-        p = _sigmoid(xp, x)
+        p, q = _sigmoids(xp, x)
     else:
         ez = xp.exp(x - stop_gradient(xp, xp.max(x, axis=axis, keepdims=True)))
         p = ez / xp.sum(ez, axis=axis, keepdims=True)
@@ -348,14 +361,14 @@ def dice_loss(
     else:
         shape = [1] * x.ndim
         shape[axis] = n
-        classes = xp.reshape(xp.arange(n), tuple(shape))
+        classes = xp.reshape(_classes(xp, n, targets), tuple(shape))
         t = astype(xp, xp.expand_dims(targets, axis=axis) == classes, p.dtype)
     if guard and not probabilities:
         top = 1 if n == 1 else n - 1
         valid = xp.expand_dims((targets >= 0) & (targets <= top), axis=axis)
         t = xp.where(valid, t, xp.full_like(t, math.nan))
     tp = p * t
-    errors = alpha * (p - tp) + beta * (t - tp)
+    errors = alpha * (p - tp) + beta * (t - tp if q is None else q * t)
     spatial = tuple(i for i in range(x.ndim) if i not in (0, axis))
     if spatial:
         tp, errors = xp.sum(tp, axis=spatial), xp.sum(errors, axis=spatial)
@@ -378,7 +391,7 @@ def multi_margin_loss(
     term = at_least(xp, (margin - picked) + x, 0.0)
     if p == 2:
         term = xp.square(term)
-    own = xp.expand_dims(t, axis=-1) == xp.reshape(xp.arange(n), (1,) * (x.ndim - 1) + (n,))
+    own = xp.expand_dims(t, axis=-1) == xp.reshape(_classes(xp, n, t), (1,) * (x.ndim - 1) + (n,))
     loss = xp.sum(xp.where(own, xp.zeros_like(term), term), axis=-1) / n
     if class_weights is not None:
         loss = loss * _take_class(xp, class_weights, t, guard)
