@@ -287,3 +287,20 @@ def test_inputs_are_not_changed():
         spec.call(arrays, "mean")
         for k in arrays:
             np.testing.assert_array_equal(arrays[k], copies[k])
+
+
+def test_plain_form_for_fast_paths():
+    """``_formulas.cosine_embedding_plain``: the formula's values where it says
+    it is exact (ordinary norms), and not exact for huge or zero vectors."""
+    import array_api_compat.numpy as xp
+
+    from anyloss import _formulas
+
+    arrays = make_cosine((16, 8), -1, 0.2)(np.random.default_rng(50))
+    loss, exact = _formulas.cosine_embedding_plain(xp, *arrays.values(), 1, 0.2, 1e-8)
+    assert bool(exact)
+    np.testing.assert_allclose(loss, ref_cosine_embedding_loss(*arrays.values(), margin=0.2), rtol=1e-13)
+    for scale in (1e200, 0.0):
+        _, exact = _formulas.cosine_embedding_plain(xp, arrays["x1"] * scale, arrays["x2"], arrays["targets"],
+                                                    1, 0.2, 1e-8)
+        assert not bool(exact)

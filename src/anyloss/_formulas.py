@@ -614,8 +614,17 @@ def cosine_embedding_loss(
     xp: Any, a: Any, b: Any, y: Any, axis: int, margin: float, floor: float
 ) -> Any:
     """``1 - cos`` where ``y == 1``, ``max(0, cos - margin)`` where ``y == -1``,
-    0 elsewhere (PyTorch), with the cosine of :func:`cosine_similarity_loss`."""
-    cosine = cosine_similarity_loss(xp, a, b, axis, floor)
+    0 elsewhere (PyTorch), with the cosine of :func:`cosine_similarity_loss`:
+    the scaled cosine where ``||a|| ||b|| >= eps``, else ``a . b / eps``.  The
+    plain dot product needs no masking of the inputs (one select per pair,
+    none per element): below eps it cannot overflow, and above it its
+    gradient is multiplied by 0."""
+    cosine, above = scaled_cosine(xp, a, b, axis, floor)
+    below = xp.sum(a * b, axis=axis) / (floor if floor > 0 else 1.0)
+    return _cosine_pair_terms(xp, xp.where(above, cosine, below), y, margin)
+
+
+def _cosine_pair_terms(xp: Any, cosine: Any, y: Any, margin: float) -> Any:
     zeros = xp.zeros_like(cosine)
     similar = xp.where(y == 1, 1.0 - cosine, zeros)
     return similar + xp.where(y == -1, at_least(xp, cosine - margin, 0.0), zeros)
@@ -686,8 +695,10 @@ def js_div_loss(xp: Any, x: Any, t: Any, axis: int) -> Any:
     ``log 2 - log1p(v) - a v / (1 + v)`` with ``v = e^{-a}`` above.  A class
     absent from one distribution (``-inf``) gives ``q log 2`` or ``p log 2``;
     absent from both, 0; the gradients stay finite."""
-    d = xp.where(x == t, xp.zeros_like(x), t - x)  # both -inf: 0, not nan
-    a = xp.abs(d)
+    # -inf as the lowest finite number: both -inf give d = 0, not nan (a clamp,
+    # not a select: PyTorch's selects cost as much as ten arithmetic passes)
+    lowest = -float(xp.finfo(x.dtype).max)
+    a = xp.abs(at_least(xp, t, lowest) - at_least(xp, x, lowest))
     near = at_most(xp, a, JS_SWITCH)
     u = xp.expm1(0.5 * near)
     s = u * (u + 2.0) / (u * (u + 2.0) + 2.0)
@@ -695,7 +706,9 @@ def js_div_loss(xp: Any, x: Any, t: Any, axis: int) -> Any:
     far = at_most(xp, at_least(xp, a, JS_SWITCH), JS_FAR)
     v = xp.exp(-far)
     k_far = (LOG2 - xp.log1p(v)) - far * v / (1.0 + v)
-    k = xp.where(a <= JS_SWITCH, k_near, k_far)
+    # the form by a 0/1 weight (1/2 at the switch, where both are exact); both finite
+    near_weight = 0.5 * (xp.sign(JS_SWITCH - a) + 1.0)
+    k = near_weight * k_near + (1.0 - near_weight) * k_far
     return 0.5 * xp.sum((xp.exp(x) + xp.exp(t)) * k, axis=axis)
 
 
@@ -729,19 +742,25 @@ def _on_device(xp: Any, like: Any) -> dict[str, Any]:
 
 
 def _take_labels(xp: Any, log_probs: Any, labels: Any) -> Any:
-    """``log_probs[n, t, labels[n, k]]``: shape ``(N, T, K)`` from ``(N, T, C)``
-    and ``(N, K)``."""
+    """``log_probs[n, t, labels[n, k]]`` laid out ``(T, N, K)``, from ``(N, T, C)``
+    and ``(N, K)``.
+
+    Whole rows of the frames are taken (``take`` of row ``n C + label`` of
+    the ``(N C, T)`` transposed log-probabilities): its gradient adds rows,
+    where a gather of single elements scatters them one by one (XLA on the
+    CPU takes 10x longer for that).  Dask has no ``take`` along an array of
+    indices without computing them: a one-hot mask there.
+    """
     n, t, c = log_probs.shape
     k = labels.shape[1]
-    if is_namespace(xp, "torch"):
-        return log_probs.gather(2, labels.long()[:, None, :].expand(n, t, k))
     if hasattr(xp, "take_along_axis"):
-        index = xp.broadcast_to(xp.reshape(labels, (n, 1, k)), (n, t, k))
-        return xp.take_along_axis(log_probs, index, axis=2)
-    # Namespaces without take_along_axis (Dask): select with a one-hot mask.
+        rows = xp.reshape(xp.permute_dims(log_probs, (0, 2, 1)), (n * c, t))
+        first = xp.reshape(xp.arange(n, dtype=labels.dtype, **_on_device(xp, labels)) * c, (n, 1))
+        picked = xp.take(rows, xp.reshape(first + labels, (n * k,)), axis=0)
+        return xp.permute_dims(xp.reshape(picked, (n, k, t)), (2, 0, 1))
     mask = xp.reshape(labels, (n, 1, k, 1)) == xp.reshape(xp.arange(c, **_on_device(xp, labels)), (1, 1, 1, c))
     picked = xp.where(mask, xp.expand_dims(log_probs, axis=2), xp.zeros((), dtype=log_probs.dtype))
-    return xp.sum(picked, axis=-1)
+    return xp.permute_dims(xp.sum(picked, axis=-1), (1, 0, 2))
 
 
 def ctc_loss(
@@ -792,7 +811,7 @@ def ctc_loss(
     # Per frame, (T, N, K) and (T, N, 1): the emissions (0 past the input
     # length) and the gate on moves (-inf past it).
     live = xp.reshape(xp.arange(t, **on), (t, 1, 1)) < xp.reshape(frames, (1, n, 1))
-    emissions = xp.permute_dims(_take_labels(xp, log_probs, extended), (1, 0, 2))
+    emissions = _take_labels(xp, log_probs, extended)
     emissions = xp.where(live, emissions, zero)
     gates = xp.where(live, zero, impossible)
     none_one = xp.full((n, min(k, 1)), -math.inf, dtype=dtype, **on)
@@ -848,6 +867,15 @@ def cosine_plain(xp: Any, a: Any, b: Any, axis: int, floor: float) -> tuple[Any,
     exact = xp.all((aa >= low) & (aa <= high) & (bb >= low) & (bb <= high))
     loss = dot / at_least(xp, xp.sqrt(aa) * xp.sqrt(bb), floor)
     return loss, exact
+
+
+def cosine_embedding_plain(
+    xp: Any, a: Any, b: Any, y: Any, axis: int, margin: float, floor: float
+) -> tuple[Any, Any]:
+    """:func:`cosine_embedding_loss` from :func:`cosine_plain`'s cosine, and
+    whether that is the formula (the same condition)."""
+    cosine, exact = cosine_plain(xp, a, b, axis, floor)
+    return _cosine_pair_terms(xp, cosine, y, margin), exact
 
 
 def triplet_plain(
