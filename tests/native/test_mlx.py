@@ -189,10 +189,13 @@ def _close(got, want, rtol, what="", scale=1.0):
 def test_values_and_gradients_match_portable(name, variant, shape):
     rng = np.random.default_rng(zlib_seed(name, variant, shape))
     data, kwargs = make(name, shape, rng, variant)
-    for dtype in ("float32", "float16", "bfloat16"):
+    for dtype in ("float32", "float16", "bfloat16") if shape == SHAPES[0] else ("float32",):
         arrays = [_mx(a, dtype) for a in data]
         argnums = _floats(name, arrays)
-        for reduction in REDUCTIONS:
+        # The half types differ from float32 in their casts only: one shape
+        # and one reduction each (every kernel traced is compiled to machine
+        # code once per machine, which is most of a first run's time).
+        for reduction in REDUCTIONS if dtype == "float32" else ("mean",):
             what = f"{name}[{variant}] {dtype} {reduction}"
             got = _call(name, arrays, kwargs, reduction)
             with _native.portable():
@@ -238,8 +241,8 @@ def test_values_match_mlx(name, variant):
         _close(g, w, 2e-5, f"{name}[{variant}] d/d(arg {i})")
 
 
-@pytest.mark.parametrize("classes", (2, 3, 10, 1000))
-@pytest.mark.parametrize("smoothing", (0.0, 0.1, 0.5, 0.9))
+@pytest.mark.parametrize("classes", (2, 10, 1000))
+@pytest.mark.parametrize("smoothing", (0.0, 0.1, 0.9))
 def test_label_smoothing_across_class_counts(classes, smoothing):
     rng = np.random.default_rng(classes)
     logits = _mx(rng.standard_normal((7, classes)) * 3)
@@ -365,7 +368,7 @@ def test_vjp_and_jvp(name, arrays, kwargs, argnums):
     wide = [a.astype(mx.float64) if a.dtype == mx.float32 else a for a in arrays]
     g64 = of("sum", wide)
     h = 1e-3 if name in TRANSCENDENTAL else 1e-7
-    with mx.stream(mx.cpu):
+    with mx.stream(mx.cpu), _native.portable():
         plus = g64(*[wide[i] + h * t.astype(mx.float64) for i, t in zip(argnums, tangents)])
         minus = g64(*[wide[i] - h * t.astype(mx.float64) for i, t in zip(argnums, tangents)])
         finite_difference = (plus.item() - minus.item()) / (2 * h)
@@ -416,7 +419,8 @@ def test_vmap(name, arrays, kwargs, argnums):
     for reduction in REDUCTIONS:
         f = lambda *a: _call(name, a, kwargs, reduction)  # noqa: E731
         got = mx.vmap(f)(*stacks)
-        want = mx.stack([f(*[s[k] for s in stacks]) for k in range(3)])
+        with _native.portable():
+            want = mx.stack([f(*[s[k] for s in stacks]) for k in range(3)])
         _close(got, want, 3e-6, f"{name} {reduction}")
     # and the gradient of a vmapped loss
     total = lambda *a: mx.sum(mx.vmap(lambda *b: _call(name, b, kwargs, "mean"))(*a))  # noqa: E731
@@ -442,7 +446,7 @@ def test_inside_compile(name, arrays, kwargs, argnums):
     _close(compiled(*arrays), _call(name, arrays, kwargs, "none"), 3e-6, name)
 
 
-@pytest.mark.parametrize("width", (6, 512))
+@pytest.mark.parametrize("width", (512,))
 @pytest.mark.parametrize("name", LOSSES)
 def test_shapeless_compile_across_batch_sizes(name, width):
     """``mx.compile(shapeless=True)`` traces once and stays right when the
@@ -454,10 +458,10 @@ def test_shapeless_compile_across_batch_sizes(name, width):
     for rows in (3, 5, 8):
         data = make(name, (rows, width), rng, "")[0]
         arrays = [_mx(a) for a in data]
-        scale = _terms(name, data, kwargs)
-        _close(compiled(*arrays), _call(name, arrays, kwargs, "mean"), 3e-6, f"{name} rows={rows}", scale)
+        got = compiled(*arrays)
         with _native.portable():
-            _close(compiled(*arrays), _call(name, arrays, kwargs, "mean"), 3e-6, f"{name} rows={rows}", scale)
+            want = _call(name, arrays, kwargs, "mean")
+        _close(got, want, 3e-6, f"{name} rows={rows}", _terms(name, data, kwargs))
 
 
 # ------------------------------------------------------------------- tracing
