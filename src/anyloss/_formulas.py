@@ -803,6 +803,186 @@ def log_cosh_plain(xp: Any, x: Any, y: Any) -> tuple[Any, Any]:
     return 0.5 * xp.log1p(square), xp.all(square <= math.sinh(LOG_COSH_LINEAR) ** 2)
 
 
+# ------------------------------------------------------ row forms (JAX, XLA)
+#
+# For a compiler that fuses a row reduction, its broadcast and a second
+# reduction into one pass (XLA on the CPU): the loss from row sums, with the
+# row coefficients of its derivative, so that a fast path can pick the plain
+# or the safe rows with the library's conditional and differentiate outside
+# it (a conditional under reverse-mode autodiff stores every branch's
+# intermediates).  The ``*_rows`` forms return ``(loss, exact, scales,
+# coefficients)``; the ``*_safe_rows`` forms the same for every input, without
+# ``exact``; the ``*_tangent`` functions map input tangents to the loss's.
+# Rows keep their axis (size 1).
+
+
+def cross_entropy_plain(
+    xp: Any, logits: Any, targets: Any, axis: int, smoothing: float, probabilities: bool,
+    guard: bool,
+) -> Any:
+    """:func:`cross_entropy` as the native kernels compute it: ``log(sum(exp(z)))``
+    and the target's logit read from ``logits``, one pass for the maximum and
+    one for the sum.  Without :func:`shifted_logsumexp`'s ``log1p`` a loss far
+    below eps is rounded, to within an ulp of 1 (a confident, right
+    prediction gives 0)."""
+    m = stop_gradient(xp, xp.max(logits, axis=axis, keepdims=True))
+    z = logits - m
+    loss = xp.log(xp.sum(xp.exp(z), axis=axis))
+    if probabilities:
+        score = xp.sum(xlogy_like(xp, targets, z), axis=axis)
+    else:
+        score = gather(xp, logits, targets, axis, guard) - xp.squeeze(m, axis=axis)
+    if smoothing == 0:
+        return loss - score
+    mean = xp.sum(z * (1.0 / z.shape[axis]), axis=axis)
+    return loss - (1.0 - smoothing) * score - smoothing * mean
+
+
+def cross_entropy_probabilities_plain(
+    xp: Any, logits: Any, targets: Any, axis: int, smoothing: float
+) -> tuple[Any, Any]:
+    """:func:`cross_entropy_plain` for probability targets with the score
+    ``sum(p z)`` unguarded, and whether that is the guarded one: no row is
+    NaN (``0 * -inf`` for a zero-probability class at a ``-inf`` logit is)."""
+    m = stop_gradient(xp, xp.max(logits, axis=axis, keepdims=True))
+    z = logits - m
+    loss = xp.log(xp.sum(xp.exp(z), axis=axis))
+    score = xp.sum(targets * z, axis=axis)
+    if smoothing == 0:
+        loss = loss - score
+    else:
+        mean = xp.sum(z * (1.0 / z.shape[axis]), axis=axis)
+        loss = loss - (1.0 - smoothing) * score - smoothing * mean
+    return loss, ~xp.any(xp.isnan(loss))
+
+
+def cosine_rows(xp: Any, a: Any, b: Any, axis: int, floor: float) -> tuple[Any, ...]:
+    """The cosine similarity as ``sum(a b k)`` with the row factor
+    ``k = 1 / max(||a|| ||b||, eps)`` from the squared norms, and whether that
+    is :func:`cosine_similarity_loss`: both squared norms at least
+    :func:`exact_sums_floor` and the norms' product below ``1 / tiny`` (``k``
+    a normal number).  ``k`` is made NaN where that fails (``0 sqrt(x)`` is NaN
+    for a negative or infinite ``x``), so the loss alone tells, and the sums,
+    the factor and the product stay one reduction, broadcast and reduction,
+    which XLA fuses into one pass over the data.  Scales 1; coefficients
+    ``(k, L [above] / |a|^2, k, L [above] / |b|^2)`` (see :func:`cosine_tangent`)."""
+    aa = xp.sum(xp.square(a), axis=axis, keepdims=True)
+    bb = xp.sum(xp.square(b), axis=axis, keepdims=True)
+    norms = xp.sqrt(aa) * xp.sqrt(bb)
+    low = exact_sums_floor(xp, a.dtype, a.shape[axis])
+    high = 1.0 / float(xp.finfo(a.dtype).smallest_normal)
+    nan_unless_exact = 0.0 * (xp.sqrt(aa - low) + xp.sqrt(bb - low) + xp.sqrt(high - norms))
+    k = 1.0 / at_least(xp, norms, floor) + nan_unless_exact
+    loss = xp.sum(a * b * k, axis=axis, keepdims=True)
+    exact = ~xp.any(xp.isnan(loss))
+    above = norms >= floor
+    zero = xp.zeros_like(loss)
+    one = xp.ones_like(loss)
+    coefficients = (k, xp.where(above, loss / aa, zero), k, xp.where(above, loss / bb, zero))
+    return loss, exact, (one, one), coefficients
+
+
+def cosine_safe_rows(xp: Any, a: Any, b: Any, axis: int, floor: float) -> tuple[Any, ...]:
+    """:func:`cosine_similarity_loss` from the sums of the scaled vectors
+    ``a / s_a``, ``b / s_b`` (as in :func:`scaled_cosine`), below eps as
+    ``dot s_a s_b / eps``; scales ``(s_a, s_b)`` and the coefficients of the
+    derivative of that computation (the scales constant)."""
+    raw_a = xp.max(xp.abs(a), axis=axis, keepdims=True)
+    raw_b = xp.max(xp.abs(b), axis=axis, keepdims=True)
+    sa, sb = _scale(xp, raw_a), _scale(xp, raw_b)
+    ua, ub = a / sa, b / sb
+    dot = xp.sum(ua * ub, axis=axis, keepdims=True)
+    na = xp.sqrt(_nonzero(xp, xp.sum(xp.square(ua), axis=axis, keepdims=True)))
+    nb = xp.sqrt(_nonzero(xp, xp.sum(xp.square(ub), axis=axis, keepdims=True)))
+    cosine = dot / (na * nb)
+    above = ~(xp.sqrt(raw_a) * xp.sqrt(raw_b) < math.sqrt(floor) / xp.sqrt(na * nb))
+    inverse = 1.0 / (na * nb)
+    at_a, at_b = inverse / sa, inverse / sb
+    coefficients = [at_a, cosine / (sa * na * na), at_b, cosine / (sb * nb * nb)]
+    if floor == 0:
+        return cosine, (sa, sb), tuple(coefficients)
+    loss = xp.where(above, cosine, ((dot / floor) * sa) * sb)
+    zero = xp.zeros_like(loss)
+    below = (sb / floor, zero, sa / floor, zero)
+    coefficients = tuple(xp.where(above, c, d) for c, d in zip(coefficients, below))
+    return loss, (sa, sb), coefficients
+
+
+def cosine_tangent(
+    xp: Any, a: Any, b: Any, da: Any, db: Any, axis: int, scales: Any, coefficients: Any
+) -> Any:
+    """The cosine loss's tangent for input tangents ``da``, ``db`` (``None``:
+    zero): ``dL/da = c0 b / s_b - c1 a / s_a`` and
+    ``dL/db = c2 a / s_a - c3 b / s_b``, rows kept."""
+    sa, sb = scales
+    c0, c1, c2, c3 = coefficients
+    ua, ub = a / sa, b / sb
+    out = 0.0
+    if da is not None:
+        out = out + xp.sum(da * (ub * c0 - ua * c1), axis=axis, keepdims=True)
+    if db is not None:
+        out = out + xp.sum(db * (ua * c2 - ub * c3), axis=axis, keepdims=True)
+    return out
+
+
+def triplet_rows(xp: Any, a: Any, pos: Any, neg: Any, axis: int, eps: float) -> tuple[Any, ...]:
+    """The two distances ``sqrt(sum d^2 + eps)`` of the triplet loss with
+    p = 2 from unscaled sums, and whether they are :func:`distance`'s: every
+    sum at least :func:`exact_sums_floor` and finite.  Scales 1; coefficients
+    ``1 / d`` (see :func:`distance_tangent`)."""
+    sp = xp.sum(xp.square(a - pos), axis=axis, keepdims=True) + eps
+    sn = xp.sum(xp.square(a - neg), axis=axis, keepdims=True) + eps
+    low, high = exact_sums_floor(xp, a.dtype, a.shape[axis]), float(xp.finfo(a.dtype).max)
+    exact = xp.all((sp >= low) & (sp <= high) & (sn >= low) & (sn <= high))
+    dp, dn = xp.sqrt(sp), xp.sqrt(sn)
+    one = xp.ones_like(dp)
+    return (dp, dn), exact, (one, one), (1.0 / dp, 1.0 / dn)
+
+
+def _distance_rows(xp: Any, diff: Any, axis: int, eps: float) -> tuple[Any, Any, Any]:
+    """:func:`distance` with p = 2, its scale and ``1 / sqrt(inner)``, rows kept."""
+    floor = math.sqrt(eps)
+    scale = _scale(xp, at_least(xp, xp.max(xp.abs(diff), axis=axis, keepdims=True), floor))
+    inner = xp.sum(xp.square(xp.abs(diff) / scale), axis=axis, keepdims=True)
+    root = xp.sqrt(inner + xp.square(floor / scale))
+    return scale * root, scale, 1.0 / root
+
+
+def triplet_safe_rows(
+    xp: Any, a: Any, pos: Any, neg: Any, axis: int, eps: float
+) -> tuple[Any, ...]:
+    """The triplet loss's two distances (p = 2) as :func:`distance` computes
+    them, each difference scaled by its largest magnitude; scales and
+    coefficients of their derivatives (see :func:`distance_tangent`)."""
+    dp, sp, kp = _distance_rows(xp, a - pos, axis, eps)
+    dn, sn, kn = _distance_rows(xp, a - neg, axis, eps)
+    return (dp, dn), (sp, sn), (kp, kn)
+
+
+def distance_tangent(xp: Any, diff: Any, ddiff: Any, axis: int, scale: Any, k: Any) -> Any:
+    """The tangent of a p = 2 distance for the difference's tangent ``ddiff``:
+    ``sum(ddiff (diff / s)) k`` (``d distance / d diff = diff / distance``)."""
+    return xp.sum(ddiff * (diff / scale), axis=axis, keepdims=True) * k
+
+
+def triplet_hinge(xp: Any, dp: Any, dn: Any, margin: float) -> Any:
+    """The triplet loss from its two distances, as :func:`triplet_loss`."""
+    return at_least(xp, dp - dn + margin, 0.0)
+
+
+def kl_div_tangent(xp: Any, x: Any, t: Any, dx: Any, dt: Any, axis: int) -> Any:
+    """The tangent of :func:`kl_div_loss` (``None``: a zero tangent):
+    ``-e^t`` for the inputs, ``e^t (t - x + 1)`` with ``0 log 0 = 0`` for the
+    targets, as the formula's own derivative."""
+    p = xp.exp(t)
+    out = 0.0
+    if dx is not None:
+        out = out - xp.sum(p * dx, axis=axis)
+    if dt is not None:
+        out = out + xp.sum(xlogy_like(xp, p, t - x + 1.0) * dt, axis=axis)
+    return out
+
+
 # ------------------------------------------------------- forms of primitives
 #
 # A primitive in another form of equal value, for a library whose own kernel
@@ -892,13 +1072,15 @@ def evaluate(
     dtype: Any,
     weighted: bool,
     *arrays: Any,
+    formula: Any = None,
 ) -> Any:
     """The whole computation of one call of loss ``name``.
 
     ``arrays`` are the loss's arrays in its order, with the per-example
     weights last when ``weighted``; every array is computed in ``dtype``
     except class indices.  The formula's loss is multiplied by the weights,
-    reduced, and returned in ``out_dtype``.
+    reduced, and returned in ``out_dtype``.  ``formula``: another form of the
+    loss's formula, with its signature (a fast path's), in place of it.
     """
     if weighted:
         *arrays, weights = arrays
@@ -908,7 +1090,7 @@ def evaluate(
         else astype(xp, a, dtype)
         for i, a in enumerate(arrays)
     ]
-    loss = FORMULAS[name](xp, *cast, *params)
+    loss = (formula or FORMULAS[name])(xp, *cast, *params)
     if weighted:
         loss = loss * astype(xp, weights, dtype)
     return reduce(xp, loss, reduction, out_dtype)

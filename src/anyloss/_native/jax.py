@@ -5,26 +5,215 @@ parameters, the reduction and the dtypes fixed: an eager call is one cached
 XLA executable (no tracing, no compilation after the first call with those
 shapes), and under an outer ``jax.jit``, ``grad`` or ``vmap`` the same
 function is inlined into the caller's trace.
+
+Four losses run in forms that XLA compiles to the passes of the native
+kernels (the row forms of :mod:`anyloss._formulas`):
+
+* ``cross_entropy``: :func:`~anyloss._formulas.cross_entropy_plain` (the
+  ``log1p`` that keeps a confident row's tiny loss costs a compare and a
+  select over the logits, which XLA on the CPU does not fuse into the sum);
+* ``cosine_similarity_loss``, ``triplet_loss`` (p = 2), ``kl_div_loss``: the
+  plain rows, and the safe rows under ``lax.cond`` only where the plain ones
+  are not exact, inside a ``jax.custom_jvp`` whose tangent is taken outside
+  the conditional (a conditional under reverse-mode autodiff would store the
+  safe branch's intermediates on every call).
+
+Class indices of a concrete array on the CPU are checked here, on the host
+(:func:`checks_class_indices`), with one reduction of their NumPy view.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
+from .. import _formulas as F
 from .._formulas import evaluate
+from .numpy import _check_range
+
+#: Compiled configurations kept (each holds XLA executables per input shape).
+CACHE_SIZE = 512
+
+_HOST: dict[Any, bool] = {}  # sharding -> whether all its devices are CPUs
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=CACHE_SIZE)
 def compiled(
     name: str, params: tuple[Any, ...], reduction: str, out_dtype: Any, dtype: Any, weighted: bool
 ) -> Any:
     """The jitted computation of one loss configuration (bounded cache)."""
-    return jax.jit(functools.partial(evaluate, jnp, name, params, reduction, out_dtype, dtype, weighted))
+    return jax.jit(
+        functools.partial(
+            evaluate, jnp, name, params, reduction, out_dtype, dtype, weighted,
+            formula=_form(name, params),
+        )
+    )
 
 
 def run(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays):
+    if name in ("cross_entropy", "nll_loss") and checks_class_indices(arrays[1]):
+        _check_range(name, arrays[0], np.asarray(arrays[1]), params[0])
     return compiled(name, params, reduction, out_dtype, dtype, weighted)(*arrays)
+
+
+def checks_class_indices(targets: Any) -> bool:
+    """Whether ``targets`` is a concrete integer array on the CPU (not a tracer),
+    whose values :func:`run` reads."""
+    if (
+        isinstance(targets, jax.core.Tracer)
+        or not isinstance(targets, jax.Array)
+        or targets.dtype.kind not in "iu"
+    ):
+        return False
+    sharding = targets.sharding
+    try:
+        return _HOST[sharding]
+    except KeyError:
+        host = _HOST[sharding] = all(d.platform == "cpu" for d in sharding.device_set)
+        return host
+
+
+# ------------------------------------------------------------------ the forms
+
+
+def _form(name: str, params: tuple[Any, ...]) -> Callable[..., Any] | None:
+    """The form of loss ``name`` for XLA, with its formula's signature, or
+    ``None`` for the formula itself."""
+    if name == "cross_entropy":
+        return _probabilities(*params[:2]) if params[2] else F.cross_entropy_plain
+    if name == "kl_div_loss":
+        return _kl_div(*params)
+    if name == "cosine_similarity_loss":
+        return _cosine(*params)
+    if name == "triplet_loss" and params[1] == 2:
+        return _triplet(*params)
+    return None
+
+
+def _tangents(tangents: Any) -> list[Any]:
+    return [None if type(t) is SymbolicZero else t for t in tangents]
+
+
+def _rowwise(
+    plain: Callable[..., Any],
+    safe: Callable[..., Any],
+    finish: Callable[[Any], Any],
+    tangent: Callable[..., Any],
+) -> Callable[..., Any]:
+    """A loss ``finish(rows)`` from row values: ``plain(*arrays)`` gives
+    ``(rows, exact, scales, coefficients)``, ``safe(*arrays)`` the same
+    without ``exact`` and runs under ``lax.cond`` only where ``exact`` is
+    false; ``tangent(arrays, tangents, scales, coefficients)`` gives the
+    rows' tangent, and ``finish``'s is taken by ``jax.jvp``."""
+
+    def pick(arrays: tuple[Any, ...], derivative: bool) -> Any:
+        rows, exact, *rest = plain(*arrays)
+        if not derivative:  # the coefficients unused, so never computed
+            return lax.cond(exact, lambda ops: ops[0], lambda ops: safe(*ops[1])[0], (rows, arrays))
+        return lax.cond(exact, lambda ops: ops[0], lambda ops: safe(*ops[1]), ((rows, *rest), arrays))
+
+    @jax.custom_jvp
+    def loss(*arrays: Any) -> Any:
+        return finish(pick(arrays, False))
+
+    def rule(primals: Any, tangents: Any) -> Any:
+        rows, scales, coefficients = pick(primals, True)
+        drows = tangent(primals, _tangents(tangents), scales, coefficients)
+        return jax.jvp(finish, (rows,), (drows,))
+
+    loss.defjvp(rule, symbolic_zeros=True)
+    return loss
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _cosine(axis: int, floor: float) -> Callable[..., Any]:
+    def tangent(arrays, tangents, scales, coefficients):
+        (a, b), (da, db) = arrays, tangents
+        if da is None and db is None:
+            return jnp.zeros_like(coefficients[0])
+        return F.cosine_tangent(jnp, a, b, da, db, axis, scales, coefficients)
+
+    loss = _rowwise(
+        lambda a, b: F.cosine_rows(jnp, a, b, axis, floor),
+        lambda a, b: F.cosine_safe_rows(jnp, a, b, axis, floor),
+        lambda rows: jnp.squeeze(rows, axis),
+        tangent,
+    )
+    return lambda xp, a, b, *params: loss(a, b)
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _triplet(axis: int, p: float, margin: float, eps: float) -> Callable[..., Any]:
+    def tangent(arrays, tangents, scales, coefficients):
+        (a, pos, neg), (da, dpos, dneg) = arrays, tangents
+        out = []
+        for other, dother, scale, k in ((pos, dpos, scales[0], coefficients[0]),
+                                        (neg, dneg, scales[1], coefficients[1])):
+            d = da if dother is None else (-dother if da is None else da - dother)
+            out.append(jnp.zeros_like(k) if d is None else
+                       F.distance_tangent(jnp, a - other, d, axis, scale, k))
+        return tuple(out)
+
+    def finish(rows):
+        dp, dn = rows
+        return jnp.squeeze(F.triplet_hinge(jnp, dp, dn, margin), axis)
+
+    loss = _rowwise(
+        lambda a, pos, neg: F.triplet_rows(jnp, a, pos, neg, axis, eps),
+        lambda a, pos, neg: F.triplet_safe_rows(jnp, a, pos, neg, axis, eps),
+        finish,
+        tangent,
+    )
+    return lambda xp, a, pos, neg, *params: loss(a, pos, neg)
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _kl_div(axis: int) -> Callable[..., Any]:
+    def value(x, t):
+        loss, exact = F.kl_div_plain(jnp, x, t, axis)
+        return lax.cond(exact, lambda ops: ops[0], lambda ops: F.kl_div_loss(jnp, *ops[1], axis),
+                        (loss, (x, t)))
+
+    loss = jax.custom_jvp(value)
+
+    def rule(primals, tangents):
+        (x, t), (dx, dt) = primals, _tangents(tangents)
+        out = value(x, t)
+        if dx is None and dt is None:
+            return out, jnp.zeros_like(out)
+        return out, F.kl_div_tangent(jnp, x, t, dx, dt, axis)
+
+    loss.defjvp(rule, symbolic_zeros=True)
+    return lambda xp, x, t, *params: loss(x, t)
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _probabilities(axis: int, smoothing: float) -> Callable[..., Any]:
+    """Cross entropy with probability targets: the unguarded score where no
+    row is NaN, else the guarded one; derivatives from the guarded form."""
+
+    def guarded(x, t):
+        return F.cross_entropy_plain(jnp, x, t, axis, smoothing, True, False)
+
+    def value(x, t):
+        loss, exact = F.cross_entropy_probabilities_plain(jnp, x, t, axis, smoothing)
+        return lax.cond(exact, lambda ops: ops[0], lambda ops: guarded(*ops[1]), (loss, (x, t)))
+
+    loss = jax.custom_jvp(value)
+
+    def rule(primals, tangents):
+        (x, t), (dx, dt) = primals, _tangents(tangents)
+        if dt is None:
+            return jax.jvp(lambda x: guarded(x, t), (x,), (dx,))
+        if dx is None:
+            return jax.jvp(lambda t: guarded(x, t), (t,), (dt,))
+        return jax.jvp(guarded, primals, (dx, dt))
+
+    loss.defjvp(rule, symbolic_zeros=True)
+    return lambda xp, x, t, *params: loss(x, t)
