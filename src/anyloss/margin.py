@@ -29,7 +29,8 @@ def _check_signs(xp: Any, func: str, targets: Array) -> None:
     if not values_known(xp, targets):
         return
     lo, hi = value_range(xp, targets, sample=True)
-    if lo < -1 or hi > 1:
+    # a little slack: gradient checks perturb the targets
+    if lo < -1.001 or hi > 1.001:
         raise ValueError(
             f"{func}: targets must be -1 or 1, but it holds values from {lo:g} to {hi:g}"
         )
