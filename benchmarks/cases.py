@@ -514,3 +514,133 @@ CASES += (
          torch_expr("F.mse_loss(log1p(clamp(p, 1e-7)), log1p(clamp(t, 1e-7)))",
                     lambda t, p, y: t.nn.functional.mse_loss(t.log1p(p.clamp(min=1e-7)), t.log1p(y.clamp(min=1e-7))))),
 )
+
+
+# ------------------------------------------- losses beyond MLX's: focal, poly-1, margins, Dice
+
+SIZES["labels"] = (  # several yes/no labels per example (multilabel_soft_margin_loss)
+    (BATCH, (64, 10)),
+    (BATCH, (256, 1000)),
+    (MILLION, (1024, 1024)),
+    (LARGE, (16384, 1024)),
+)
+SIZES["masks"] = (  # channels-last segmentation logits (N, H, W, C)
+    (BATCH, (4, 32, 32, 2)),
+    (BATCH, (8, 64, 64, 4)),
+    (MILLION, (16, 128, 128, 4)),
+    (LARGE, (16, 256, 256, 16)),
+)
+
+
+def multilabel(rng, shape) -> Arrays:
+    return [_normal(rng, shape, 2.0), (rng.random(shape) < 0.3).astype(np.float32)]
+
+
+def masks(rng, shape) -> Arrays:
+    """Logits and one-hot targets (optax's dice_loss takes one-hot targets)."""
+    x = _normal(rng, shape, 2.0)
+    labels = rng.integers(0, shape[-1], size=shape[:-1])
+    return [x, np.eye(shape[-1], dtype=np.float32)[labels]]
+
+
+def _softplus(xp, z):
+    return xp.maximum(z, 0.0) + xp.log1p(xp.exp(-xp.abs(z)))
+
+
+def _sigmoid_focal(xp, x, t):  # alpha = 0.25, gamma = 2
+    """torchvision's: mean(alpha_t (1 - p_t)^2 BCE), p = sigmoid(x)"""
+    p = 1.0 / (1.0 + xp.exp(-x))
+    ce = xp.maximum(x, 0) - x * t + xp.log1p(xp.exp(-xp.abs(x)))
+    p_t = p * t + (1 - p) * (1 - t)
+    return xp.mean((0.25 * t + 0.75 * (1 - t)) * ce * (1 - p_t) ** 2)
+
+
+def _torch_sigmoid_focal(t, x, y):
+    p = t.sigmoid(x)
+    ce = t.nn.functional.binary_cross_entropy_with_logits(x, y, reduction="none")
+    p_t = p * y + (1 - p) * (1 - y)
+    return ((0.25 * y + 0.75 * (1 - y)) * ce * (1 - p_t) ** 2).mean()
+
+
+def _log_p_y(xp, x, y):
+    m = xp.max(x, axis=-1, keepdims=True)
+    lse = xp.log(xp.sum(xp.exp(x - m), axis=-1)) + m[:, 0]
+    return xp.take_along_axis(x, y[:, None], axis=-1)[:, 0] - lse
+
+
+def _softmax_focal(xp, x, y):  # gamma = 2
+    """mean(-(1 - p_y)^2 log p_y)"""
+    lp = _log_p_y(xp, x, y)
+    return xp.mean(-((1 - xp.exp(lp)) ** 2) * lp)
+
+
+def _torch_softmax_focal(t, x, y):
+    lp = t.log_softmax(x, dim=-1).gather(1, y[:, None].long())[:, 0]
+    return (-((1 - lp.exp()) ** 2) * lp).mean()
+
+
+def _poly1(xp, x, y):  # epsilon = 2
+    """mean(-log p_y + 2 (1 - p_y))"""
+    lp = _log_p_y(xp, x, y)
+    return xp.mean(-lp + 2.0 * (1 - xp.exp(lp)))
+
+
+def _torch_poly1(t, x, y):
+    ce = t.nn.functional.cross_entropy(x, y.long(), reduction="none")
+    return (ce + 2.0 * (1 - t.exp(-ce))).mean()
+
+
+def _dice(xp, x, t):  # alpha = beta = 1/2, smooth = 1
+    """mean over samples and classes of 1 - (TP + 1) / (TP + (FP + FN) / 2 + 1), softmax inputs"""
+    e = xp.exp(x - xp.max(x, axis=-1, keepdims=True))
+    p = e / xp.sum(e, axis=-1, keepdims=True)
+    tp, ps, ts = (xp.sum(v, axis=(1, 2)) for v in (p * t, p, t))
+    return xp.mean(1.0 - (tp + 1.0) / (tp + 0.5 * (ps - tp) + 0.5 * (ts - tp) + 1.0))
+
+
+def _torch_dice(t, x, y):
+    p = t.softmax(x, dim=-1)
+    tp, ps, ts = (p * y).sum(dim=(1, 2)), p.sum(dim=(1, 2)), y.sum(dim=(1, 2))
+    return (1.0 - (tp + 1.0) / (tp + 0.5 * (ps - tp) + 0.5 * (ts - tp) + 1.0)).mean()
+
+
+def _multi_margin(xp, x, y):  # p = 1, margin = 1
+    """mean(sum_{i != y} max(0, 1 - x_y + x_i) / C)"""
+    x_y = xp.take_along_axis(x, y[:, None], axis=-1)
+    hinge = xp.maximum(1.0 - x_y + x, 0.0)
+    return xp.mean((xp.sum(hinge, axis=-1) - 1.0) / x.shape[-1])
+
+
+def _soft_margin(xp, x, y):
+    """mean(softplus(-y x))"""
+    return xp.mean(_softplus(xp, -y * x))
+
+
+def _multilabel_soft_margin(xp, x, t):
+    """mean over rows of mean_c(t softplus(-x) + (1 - t) softplus(x))"""
+    return xp.mean(xp.mean(t * _softplus(xp, -x) + (1 - t) * _softplus(xp, x), axis=-1))
+
+
+def _squared_hinge(xp, x, y):
+    """mean(max(1 - y x, 0)^2)"""
+    return xp.mean(xp.square(xp.maximum(1.0 - x * y, 0)))
+
+
+CASES += (
+    Case("sigmoid_focal_loss", "elementwise", binary, _sigmoid_focal,
+         torch_expr("torchvision.ops.sigmoid_focal_loss's formula", _torch_sigmoid_focal),
+         optax_loss("sigmoid_focal_loss", alpha=0.25, gamma=2.0)),
+    Case("softmax_focal_loss", "classes", logits, _softmax_focal,
+         torch_expr("-(1 - p) ** 2 * log_p, log_p = log_softmax(x).gather(y)", _torch_softmax_focal)),
+    Case("poly1_cross_entropy", "classes", logits, _poly1,
+         torch_expr("ce + 2 (1 - exp(-ce)), ce = F.cross_entropy", _torch_poly1)),
+    Case("dice_loss", "masks", masks, _dice,
+         torch_expr("the Dice loss of softmax(x) in torch", _torch_dice), optax_loss("dice_loss")),
+    Case("multi_margin_loss", "classes", logits, _multi_margin, torch_f("multi_margin_loss")),
+    Case("soft_margin_loss", "elementwise", signed, _soft_margin, torch_f("soft_margin_loss")),
+    Case("multilabel_soft_margin_loss", "labels", multilabel, _multilabel_soft_margin,
+         torch_f("multilabel_soft_margin_loss")),
+    Case("squared_hinge_loss", "elementwise", signed, _squared_hinge,
+         torch_expr("(F.relu(1 - y * x) ** 2).mean()",
+                    lambda t, x, y: (t.nn.functional.relu(1 - y * x) ** 2).mean())),
+)

@@ -56,15 +56,21 @@ class Case(_Case):
     """A case of ``test_libraries`` whose float64 reference is given with it."""
 
     ref: Callable[..., np.ndarray] | None = None
+    #: the floating inputs not differentiated (targets -1 or 1, which a
+    #: finite-difference step would move out of their checked range)
+    constant: tuple[str, ...] = ()
 
     @property
     def reference(self) -> Callable[..., np.ndarray]:
         return self.ref
 
+    def differentiable(self) -> list[str]:
+        return [k for k in super().differentiable() if k not in self.constant]
 
-def cases_of(entries: list[tuple[str, str, Any, dict, Callable]]) -> list[Case]:
-    """Cases from ``(id, loss, make, params, reference)``, seeded by position."""
-    return [Case(i, loss, make, params, seed=100 + n, ref=ref) for n, (i, loss, make, params, ref) in enumerate(entries)]
+
+def cases_of(entries: list[tuple]) -> list[Case]:
+    """Cases from ``(id, loss, make, params, reference[, constant])``, seeded by position."""
+    return [Case(*e[:4], seed=100 + n, ref=e[4], constant=tuple(e[5:6] and e[5])) for n, e in enumerate(entries)]
 
 
 def first_of_each(cases: list[Case]) -> list[Case]:

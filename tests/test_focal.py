@@ -215,6 +215,24 @@ def test_sigmoid_focal_equals_torchvision(alpha, gamma, soft):
     assert_close(to_numpy(g), to_numpy(h), "float64")
 
 
+@pytest.mark.parametrize(("alpha", "gamma"), [(0.25, 2.0), (None, 0.5)])
+def test_sigmoid_focal_equals_optax(alpha, gamma):
+    """Values and jax.grad against optax.losses.sigmoid_focal_loss (log space too), soft targets."""
+    import jax
+    import optax
+
+    jax.config.update("jax_enable_x64", True)
+    rng = np.random.default_rng(13)
+    x = to_lib("jax", rng.normal(scale=4.0, size=(8, 7)))
+    t = to_lib("jax", rng.uniform(0, 1, size=(8, 7)))
+    kw = dict(alpha=alpha, gamma=gamma)
+    theirs = jax.jit(lambda z: optax.losses.sigmoid_focal_loss(z, t, **kw))(x)
+    assert_close(np.asarray(anyloss.sigmoid_focal_loss(x, t, **kw)), np.asarray(theirs), "float64")
+    g = jax.jit(jax.grad(lambda z: anyloss.sigmoid_focal_loss(z, t, **kw, reduction="sum")))(x)
+    h = jax.jit(jax.grad(lambda z: optax.losses.sigmoid_focal_loss(z, t, **kw).sum()))(x)
+    assert_close(np.asarray(g), np.asarray(h), "float64")
+
+
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_softmax_focal_equals_the_torch_expression(gamma, weighted):
@@ -538,3 +556,21 @@ def test_reductions_with_class_weights_are_plain_means():
     assert_close(anyloss.softmax_focal_loss(X, Y, class_weights=w, reduction="mean"), reduce_ref(per, "mean"), "float64")
     assert_close(anyloss.softmax_focal_loss(X, Y, class_weights=w, reduction="sum"), reduce_ref(per, "sum"), "float64")
     assert_close(per, ref_softmax_focal_loss(X, Y, class_weights=w), "float64")
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch", "jax"])
+def test_sigmoid_focal_plain_form(lib):
+    """The plain form is the formula bit for bit where it is not NaN, and NaN
+    exactly where an infinite logit meets its matching target."""
+    from anyloss import _formulas as F
+    import array_api_compat
+
+    x = np.array([3.0, -1.0, 0.0, 40.0, -200.0, np.inf, -np.inf, np.inf], dtype=np.float32)
+    t = np.array([1.0, 0.3, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0], dtype=np.float32)
+    X, T = to_lib(lib, x), to_lib(lib, t)
+    xp = array_api_compat.array_namespace(X)
+    for alpha, gamma in [(0.25, 2.0), (None, 0.5), (0.5, 0.0)]:
+        plain = to_numpy(F.sigmoid_focal_plain(xp, X, T, alpha, gamma))
+        formula = to_numpy(F.sigmoid_focal_loss(xp, X, T, alpha, gamma))
+        np.testing.assert_array_equal(np.isnan(plain), [False] * 5 + [True, True, False])
+        np.testing.assert_array_equal(plain[~np.isnan(plain)], formula[~np.isnan(plain)])

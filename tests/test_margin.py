@@ -108,12 +108,12 @@ CASES = mx_.cases_of([
     ("mm-p2-margin0.5-weights", "multi_margin_loss", make_multi_margin(S2, 0.5, weights=True),
      {"p": 2, "margin": 0.5}, ref_multi_margin_loss),
     ("mm-3d-margin2", "multi_margin_loss", make_multi_margin(S3, 2.0), {"margin": 2}, ref_multi_margin_loss),
-    ("sm-1d", "soft_margin_loss", make_signed(S1), {}, ref_soft_margin_loss),
+    ("sm-1d", "soft_margin_loss", make_signed(S1), {}, ref_soft_margin_loss, ("targets",)),
     ("sm-3d-int", "soft_margin_loss", make_signed(S3, int_targets=True), {}, ref_soft_margin_loss),
     ("mlsm-default", "multilabel_soft_margin_loss", make_multilabel(S2), {}, ref_multilabel_soft_margin_loss),
     ("mlsm-3d-soft-weights", "multilabel_soft_margin_loss", make_multilabel(S3, soft=True, weights=True), {},
      ref_multilabel_soft_margin_loss),
-    ("sqh-1d", "squared_hinge_loss", make_signed(S1), {}, ref_squared_hinge_loss),
+    ("sqh-1d", "squared_hinge_loss", make_signed(S1), {}, ref_squared_hinge_loss, ("targets",)),
     ("sqh-2d-int", "squared_hinge_loss", make_signed(S2, int_targets=True), {}, ref_squared_hinge_loss),
 ])
 IDS = [c.id for c in CASES]

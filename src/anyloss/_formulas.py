@@ -297,6 +297,15 @@ def softmax_focal_loss(
     """``-w_y (1 - p_y)^gamma log p_y``: ``-log p_y`` is the cross entropy
     (exact for a confident, right prediction), and the factor is taken from it."""
     ce = cross_entropy(xp, logits, targets, axis, 0.0, False, guard)
+    return softmax_focal_of_ce(xp, ce, targets, class_weights, gamma, guard)
+
+
+def softmax_focal_of_ce(
+    xp: Any, ce: Any, targets: Any, class_weights: Any, gamma: float, guard: bool
+) -> Any:
+    """:func:`softmax_focal_loss` from the cross entropy ``ce`` of the same
+    call (a fast path may compute it with its library's kernel, e.g.
+    :func:`cross_entropy_plain`: a loss far below eps is then rounded)."""
     loss = ce if gamma == 0 else ce * _focal_factor(xp, ce, gamma)
     if class_weights is not None:
         loss = loss * _take_class(xp, class_weights, targets, guard)
@@ -311,8 +320,7 @@ def poly1_cross_entropy(
     ``CE = -sum(t log p)`` and ``1 - p_t = sum(t (1 - p))``, with
     ``1 - p = -expm1(log p)`` and ``0 log 0 = 0``."""
     if not probabilities:
-        ce = cross_entropy(xp, logits, targets, axis, 0.0, False, guard)
-        return ce + epsilon * -xp.expm1(-ce)
+        return poly1_of_ce(xp, cross_entropy(xp, logits, targets, axis, 0.0, False, guard), epsilon)
     t = astype(xp, targets, logits.dtype)
     z = logits - stop_gradient(xp, xp.max(logits, axis=axis, keepdims=True))
     log_p = z - xp.expand_dims(shifted_logsumexp(xp, z, axis), axis=axis)
@@ -320,16 +328,19 @@ def poly1_cross_entropy(
     return ce + epsilon * xp.sum(t * -xp.expm1(log_p), axis=axis)
 
 
+def poly1_of_ce(xp: Any, ce: Any, epsilon: float) -> Any:
+    """:func:`poly1_cross_entropy` for class indices from their cross entropy
+    ``ce`` (see :func:`softmax_focal_of_ce`)."""
+    return ce + epsilon * -xp.expm1(-ce)
+
+
 # ------------------------------------------------------------------ segmentation
 
 
-def _sigmoids(xp: Any, x: Any) -> tuple[Any, Any]:
-    """``sigmoid(x)`` and ``sigmoid(-x) = 1 - sigmoid(x)``, each to the last
-    bit and without overflow, from ``e = exp(-|x|)``: ``1 / (1 + e)`` and ``e / (1 + e)``."""
-    positive = x >= 0
+def _sigmoid(xp: Any, x: Any) -> Any:
+    """``1 / (1 + e^{-x})`` without overflow: ``e^{x} / (1 + e^{x})`` below 0."""
     e = xp.exp(-xp.abs(x))
-    big, small = 1.0 / (1.0 + e), e / (1.0 + e)
-    return xp.where(positive, big, small), xp.where(positive, small, big)
+    return xp.where(x >= 0, xp.ones_like(e), e) / (1.0 + e)
 
 
 def dice_loss(
@@ -338,19 +349,17 @@ def dice_loss(
 ) -> Any:
     """The Tversky loss ``1 - (TP + s) / (TP + alpha FP + beta FN + s)`` per
     sample (axis 0) and class, the sums over the other axes, then the mean
-    over classes.  Written as ``(alpha FP + beta FN) / (TP + alpha FP + beta FN + s)``
-    with ``FP = sum(p - p t)`` and ``FN = sum(t - p t)`` per element: never
-    negative, and no ``1 - ratio`` cancels.  With one class ``1 - p`` is
-    ``sigmoid(-x)``, so a near-perfect mask keeps its small loss; with several
-    it is rounded (to about eps, absolutely, as in optax).  A class absent
-    from targets and predictions with ``smooth == 0`` (0 / 0) has loss 0.
-    ``guard``: a sample with a class index out of range (unchecked) has loss NaN."""
+    over classes.  From optax's three sums ``TP``, ``P = sum(p)`` and
+    ``T = sum(t)``, as ``E / (TP + E + s)`` with ``E = alpha (P - TP) + beta (T - TP)``
+    floored at 0 (a near-perfect prediction's ``E`` is rounded to about eps,
+    absolutely, as in optax, but never negative).  A class absent from targets
+    and predictions with ``smooth == 0`` (0 / 0) has loss 0.  ``guard``: a
+    sample with a class index out of range (unchecked) has loss NaN."""
     n = x.shape[axis]
-    q = None  # 1 - p, where it is known to the last bit
     if not from_logits:
         p = x
     elif n == 1:
-        p, q = _sigmoids(xp, x)
+        p = _sigmoid(xp, x)
     else:
         ez = xp.exp(x - stop_gradient(xp, xp.max(x, axis=axis, keepdims=True)))
         p = ez / xp.sum(ez, axis=axis, keepdims=True)
@@ -368,10 +377,10 @@ def dice_loss(
         valid = xp.expand_dims((targets >= 0) & (targets <= top), axis=axis)
         t = xp.where(valid, t, xp.full_like(t, math.nan))
     tp = p * t
-    errors = alpha * (p - tp) + beta * (t - tp if q is None else q * t)
     spatial = tuple(i for i in range(x.ndim) if i not in (0, axis))
     if spatial:
-        tp, errors = xp.sum(tp, axis=spatial), xp.sum(errors, axis=spatial)
+        tp, p, t = xp.sum(tp, axis=spatial), xp.sum(p, axis=spatial), xp.sum(t, axis=spatial)
+    errors = at_least(xp, alpha * (p - tp) + beta * (t - tp), 0.0)
     denominator = tp + errors + smooth
     if smooth == 0:
         denominator = xp.where(denominator == 0, xp.ones_like(denominator), denominator)
@@ -385,14 +394,19 @@ def multi_margin_loss(
     xp: Any, x: Any, t: Any, class_weights: Any, p: int, margin: float, guard: bool
 ) -> Any:
     """``w_y sum_{i != y} max(0, margin - x_y + x_i)^p / C`` over the last
-    axis (PyTorch's multi_margin_loss)."""
+    axis (PyTorch's multi_margin_loss), as the sum over every class less the
+    target's own term computed the same way: a mask of the target class costs
+    XLA on the CPU four passes more; a loss below about eps margin^p is
+    rounded (the sum's rounding)."""
     n = x.shape[-1]
     picked = xp.expand_dims(gather(xp, x, t, x.ndim - 1, guard), axis=-1)
-    term = at_least(xp, (margin - picked) + x, 0.0)
-    if p == 2:
-        term = xp.square(term)
-    own = xp.expand_dims(t, axis=-1) == xp.reshape(_classes(xp, n, t), (1,) * (x.ndim - 1) + (n,))
-    loss = xp.sum(xp.where(own, xp.zeros_like(term), term), axis=-1) / n
+
+    def hinge(v: Any) -> Any:
+        h = at_least(xp, (margin - picked) + v, 0.0)
+        return xp.square(h) if p == 2 else h
+
+    # The sum of non-negative terms is at least each of them: never negative.
+    loss = (xp.sum(hinge(x), axis=-1) - xp.squeeze(hinge(picked), axis=-1)) / n
     if class_weights is not None:
         loss = loss * _take_class(xp, class_weights, t, guard)
     return loss
@@ -779,6 +793,25 @@ def bce_logits_plain(xp: Any, x: Any, t: Any) -> Any:
     loss, or its sum, and runs the formula where one is NaN."""
     coefficient = astype(xp, x >= 0, x.dtype) - t
     return coefficient * x + xp.log1p(xp.exp(-xp.abs(x)))
+
+
+def sigmoid_focal_plain(xp: Any, x: Any, t: Any, alpha: Any, gamma: float) -> Any:
+    """:func:`sigmoid_focal_loss` without the ``0 * inf = 0`` rule of its
+    cross entropy (``c |x|`` as a plain product, five primitives fewer).  It
+    is the formula, bit for bit, wherever it is not NaN; a NaN marks an
+    infinite logit with its matching target (or a NaN input), as in
+    :func:`bce_logits_plain`."""
+    positive = x >= 0
+    a = xp.where(positive, x, -x)
+    c = xp.where(positive, 1.0 - t, t)
+    e = xp.exp(-a)
+    loss = c * a + xp.log1p(e)
+    if gamma != 0:
+        m = at_least(xp, (c + (1.0 - c) * e) / (1.0 + e), _tiny(xp, x.dtype))
+        loss = loss * (m if gamma == 1 else xp.pow(m, gamma))
+    if alpha is None:
+        return loss
+    return loss * ((1.0 - alpha) + (2.0 * alpha - 1.0) * t)
 
 
 def smooth_l1_plain(xp: Any, x: Any, y: Any, beta: float) -> Any:

@@ -45,10 +45,10 @@ def dice_loss(
     :math:`\alpha = \beta = 1/2` is the Dice loss, :math:`\alpha = \beta = 1`
     the Jaccard (IoU) loss.  The numbers are those of
     ``optax.losses.dice_loss`` on channels-last inputs.  It is computed as
-    :math:`(\alpha FP + \beta FN) / (TP + \alpha FP + \beta FN + s)`, which is
-    never negative; with one class (the sigmoid) a near-perfect mask keeps
-    its small loss, with several :math:`1 - p` is rounded to about the
-    dtype's eps, as in optax.  A class that is empty in targets and
+    :math:`(\alpha FP + \beta FN) / (TP + \alpha FP + \beta FN + s)` from the
+    sums :math:`TP`, :math:`\sum p` and :math:`\sum t`, as optax does: never
+    negative, and exact to about the dtype's eps (a near-perfect prediction's
+    loss below that is rounded).  A class that is empty in targets and
     predictions has loss 0 also with ``smooth = 0``.
 
     Args:
@@ -76,7 +76,7 @@ def dice_loss(
         >>> import anyloss
         >>> logits = np.array([[[2.0, -1.0], [0.0, 1.0], [-1.0, 3.0]]], dtype=np.float32)
         >>> anyloss.dice_loss(logits, np.array([[0, 1, 1]]))  # (N, H, C) and (N, H)
-        array([0.06845434], dtype=float32)
+        array([0.06845436], dtype=float32)
     """
     func = "dice_loss"
     xp = namespace(func, inputs=inputs, targets=targets)
