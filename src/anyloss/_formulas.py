@@ -430,128 +430,6 @@ def squared_hinge_loss(xp: Any, x: Any, t: Any) -> Any:
     return xp.square(hinge_loss(xp, x, t))
 
 
-# ---------------------------------------------------------------------- sequence
-
-
-def _logsumexp_terms(xp: Any, floor: float, *terms: Any) -> Any:
-    """``log(sum(exp(terms)))`` elementwise, ``-inf`` where every term is.
-
-    The shift is the terms' maximum (a constant for autodiff), floored at the
-    dtype's most negative number so that an all ``-inf`` position subtracts
-    no ``-inf``; there the sum is 0 and is raised to 1/2 (a clamp, gradient
-    0) before its log, so the value is ``-inf`` and the gradient 0, not NaN.
-    Elsewhere the sum is at least 1 and the clamp does nothing.
-    """
-    top = terms[0]
-    for term in terms[1:]:
-        top = xp.maximum(top, term)
-    top = stop_gradient(xp, top)
-    shift = at_least(xp, top, floor)
-    total = xp.exp(terms[0] - shift)
-    for term in terms[1:]:
-        total = total + xp.exp(term - shift)
-    return xp.log(at_least(xp, total, 0.5)) + top
-
-
-def _on_device(xp: Any, like: Any) -> dict[str, Any]:
-    """The keyword that creates an array where ``like`` lives (PyTorch: its
-    device; the other namespaces create arrays where their inputs are)."""
-    return {"device": like.device} if is_namespace(xp, "torch") else {}
-
-
-def _take_labels(xp: Any, log_probs: Any, labels: Any) -> Any:
-    """``log_probs[n, t, labels[n, k]]``: shape ``(N, T, K)`` from ``(N, T, C)``
-    and ``(N, K)``."""
-    n, t, c = log_probs.shape
-    k = labels.shape[1]
-    if is_namespace(xp, "torch"):
-        return log_probs.gather(2, labels.long()[:, None, :].expand(n, t, k))
-    if hasattr(xp, "take_along_axis"):
-        index = xp.broadcast_to(xp.reshape(labels, (n, 1, k)), (n, t, k))
-        return xp.take_along_axis(log_probs, index, axis=2)
-    # Namespaces without take_along_axis (Dask): select with a one-hot mask.
-    mask = xp.reshape(labels, (n, 1, k, 1)) == xp.reshape(xp.arange(c, **_on_device(xp, labels)), (1, 1, 1, c))
-    picked = xp.where(mask, xp.expand_dims(log_probs, axis=2), xp.zeros((), dtype=log_probs.dtype))
-    return xp.sum(picked, axis=-1)
-
-
-def ctc_loss(
-    xp: Any, logits: Any, targets: Any, input_lengths: Any, target_lengths: Any,
-    blank: int, zero_infinity: bool, per_target: bool, guard: bool,
-) -> Any:
-    """``-log p(targets | logits)`` per sequence: the sum over every alignment
-    of the frames to the targets with blanks (Graves et al., 2006).
-
-    ``alpha[s]`` is the log-probability of the frames so far ending at
-    position ``s`` of the extended labels ``blank, y_1, blank, ..., y_L,
-    blank`` (``K = 2S + 1`` positions); a frame moves it by 0 or 1, or by 2
-    onto a label that differs from the one two back, and adds the frame's
-    log-probability of that position's class.  Frames past a sequence's input
-    length take no move and add nothing (``alpha`` frozen); positions past
-    ``2L`` never reach the two that are read, ``2L`` and ``2L - 1``.  The time
-    loop is :func:`~anyloss._common.scan`; every log-sum-exp is
-    :func:`_logsumexp_terms`, so an unreachable position is ``-inf`` with
-    gradient 0 and an infeasible sequence has loss ``inf`` (0 with
-    ``zero_infinity``) and gradient 0.  ``per_target``: each loss divided by
-    its target length, at least 1 (PyTorch's 'mean').  ``guard``: labels or
-    lengths whose range was not checked give NaN where out of range.
-    """
-    n, t, c = logits.shape
-    s = targets.shape[1]
-    k = 2 * s + 1
-    dtype = logits.dtype
-    index = xp.arange(0).dtype
-    on = _on_device(xp, logits)
-    floor = float(xp.finfo(dtype).min)
-    z = logits - stop_gradient(xp, xp.max(logits, axis=-1, keepdims=True))
-    log_probs = z - xp.log(xp.sum(xp.exp(z), axis=-1, keepdims=True))
-    frames = astype(xp, input_lengths, index)
-    lengths = astype(xp, target_lengths, index)
-    targets = astype(xp, targets, index)
-    blanks = xp.full((n, s), blank, dtype=index, **on)
-    inside = xp.reshape(xp.arange(s, **on), (1, s)) < xp.reshape(lengths, (n, 1))
-    labels = xp.where(inside, targets, blanks)  # padding read as blanks
-    if guard:
-        wrong = inside & ((targets < 0) | (targets >= c))
-        labels = xp.where(wrong, blanks, labels)
-    extended = xp.reshape(xp.stack([blanks, labels], axis=-1), (n, 2 * s))
-    extended = xp.concat([extended, xp.full((n, 1), blank, dtype=index, **on)], axis=1)
-    two_back = xp.concat([extended[:, : min(k, 2)], extended[:, : k - 2]], axis=1)
-    zero = xp.zeros((), dtype=dtype)
-    impossible = xp.full((), -math.inf, dtype=dtype)
-    skip = xp.where((extended != blank) & (extended != two_back), zero, impossible)
-    # Per frame, (T, N, K) and (T, N, 1): the emissions (0 past the input
-    # length) and the gate on moves (-inf past it).
-    live = xp.reshape(xp.arange(t, **on), (t, 1, 1)) < xp.reshape(frames, (1, n, 1))
-    emissions = xp.permute_dims(_take_labels(xp, log_probs, extended), (1, 0, 2))
-    emissions = xp.where(live, emissions, zero)
-    gates = xp.where(live, zero, impossible)
-    none_one = xp.full((n, min(k, 1)), -math.inf, dtype=dtype, **on)
-    none_two = xp.full((n, min(k, 2)), -math.inf, dtype=dtype, **on)
-
-    def step(alpha: Any, emission: Any, gate: Any) -> Any:
-        moving = alpha + gate
-        one = xp.concat([none_one, moving[:, : k - 1]], axis=1)
-        two = xp.concat([none_two, moving[:, : max(k - 2, 0)]], axis=1) + skip
-        return _logsumexp_terms(xp, floor, alpha, one, two) + emission
-
-    # Before the first frame: all the probability one step before position 0.
-    start = xp.where(xp.reshape(xp.arange(k, **on), (1, k)) == 0, xp.zeros((n, k), dtype=dtype, **on), impossible)
-    alpha = scan(xp, step, start, (emissions, gates))
-    last = gather(xp, alpha, 2 * lengths, 1, guard)
-    before = gather(xp, alpha, at_least(xp, 2 * lengths - 1, 0), 1, guard)
-    before = xp.where(lengths > 0, before, impossible)
-    loss = -_logsumexp_terms(xp, floor, last, before)
-    if zero_infinity:
-        loss = xp.where(loss == math.inf, xp.zeros_like(loss), loss)
-    if per_target:
-        loss = loss / astype(xp, at_least(xp, lengths, 1), dtype)
-    if guard:
-        bad = xp.any(wrong, axis=1) | (lengths < 0) | (lengths > s) | (frames < 0) | (frames > t)
-        loss = xp.where(bad, xp.full_like(loss, math.nan), loss)
-    return loss
-
-
 # ------------------------------------------------------------------- contrastive
 
 
@@ -724,6 +602,134 @@ def js_div_loss(xp: Any, x: Any, t: Any, axis: int) -> Any:
     near_weight = 0.5 * (xp.sign(JS_SWITCH - a) + 1.0)
     k = near_weight * k_near + (1.0 - near_weight) * k_far
     return 0.5 * xp.sum((xp.exp(x) + xp.exp(t)) * k, axis=axis)
+
+
+# ---------------------------------------------------------------------- sequence
+
+
+def _logsumexp_terms(xp: Any, floor: float, *terms: Any) -> Any:
+    """``log(sum(exp(terms)))`` elementwise, ``-inf`` where every term is.
+
+    The shift is the terms' maximum (a constant for autodiff), floored at the
+    dtype's most negative number so that an all ``-inf`` position subtracts
+    no ``-inf``; there the sum is 0 and is raised to 1/2 (a clamp, gradient
+    0) before its log, so the value is ``-inf`` and the gradient 0, not NaN.
+    Elsewhere the sum is at least 1 and the clamp does nothing.
+    """
+    top = terms[0]
+    for term in terms[1:]:
+        top = xp.maximum(top, term)
+    top = stop_gradient(xp, top)
+    shift = at_least(xp, top, floor)
+    total = xp.exp(terms[0] - shift)
+    for term in terms[1:]:
+        total = total + xp.exp(term - shift)
+    return xp.log(at_least(xp, total, 0.5)) + top
+
+
+def _on_device(xp: Any, like: Any) -> dict[str, Any]:
+    """The keyword that creates an array where ``like`` lives (PyTorch: its
+    device; the other namespaces create arrays where their inputs are)."""
+    return {"device": like.device} if is_namespace(xp, "torch") else {}
+
+
+def _take_labels(xp: Any, log_probs: Any, labels: Any) -> Any:
+    """``log_probs[n, t, labels[n, k]]`` laid out ``(T, N, K)``, from ``(N, T, C)``
+    and ``(N, K)``.
+
+    Whole rows of the frames are taken (``take`` of row ``n C + label`` of
+    the ``(N C, T)`` transposed log-probabilities): its gradient adds rows,
+    where a gather of single elements scatters them one by one (XLA on the
+    CPU takes 10x longer for that).  Dask has no ``take`` along an array of
+    indices without computing them: a one-hot mask there.
+    """
+    n, t, c = log_probs.shape
+    k = labels.shape[1]
+    if hasattr(xp, "take_along_axis"):
+        rows = xp.reshape(xp.permute_dims(log_probs, (0, 2, 1)), (n * c, t))
+        first = xp.reshape(xp.arange(n, dtype=labels.dtype, **_on_device(xp, labels)) * c, (n, 1))
+        picked = xp.take(rows, xp.reshape(first + labels, (n * k,)), axis=0)
+        return xp.permute_dims(xp.reshape(picked, (n, k, t)), (2, 0, 1))
+    mask = xp.reshape(labels, (n, 1, k, 1)) == xp.reshape(xp.arange(c, **_on_device(xp, labels)), (1, 1, 1, c))
+    picked = xp.where(mask, xp.expand_dims(log_probs, axis=2), xp.zeros((), dtype=log_probs.dtype))
+    return xp.permute_dims(xp.sum(picked, axis=-1), (1, 0, 2))
+
+
+def ctc_loss(
+    xp: Any, logits: Any, targets: Any, input_lengths: Any, target_lengths: Any,
+    blank: int, zero_infinity: bool, per_target: bool, guard: bool,
+) -> Any:
+    """``-log p(targets | logits)`` per sequence: the sum over every alignment
+    of the frames to the targets with blanks (Graves et al., 2006).
+
+    ``alpha[s]`` is the log-probability of the frames so far ending at
+    position ``s`` of the extended labels ``blank, y_1, blank, ..., y_L,
+    blank`` (``K = 2S + 1`` positions); a frame moves it by 0 or 1, or by 2
+    onto a label that differs from the one two back, and adds the frame's
+    log-probability of that position's class.  Frames past a sequence's input
+    length take no move and add nothing (``alpha`` frozen); positions past
+    ``2L`` never reach the two that are read, ``2L`` and ``2L - 1``.  The time
+    loop is :func:`~anyloss._common.scan`; every log-sum-exp is
+    :func:`_logsumexp_terms`, so an unreachable position is ``-inf`` with
+    gradient 0 and an infeasible sequence has loss ``inf`` (0 with
+    ``zero_infinity``) and gradient 0.  ``per_target``: each loss divided by
+    its target length, at least 1 (PyTorch's 'mean').  ``guard``: labels or
+    lengths whose range was not checked give NaN where out of range.
+    """
+    n, t, c = logits.shape
+    s = targets.shape[1]
+    k = 2 * s + 1
+    dtype = logits.dtype
+    index = xp.arange(0).dtype
+    on = _on_device(xp, logits)
+    floor = float(xp.finfo(dtype).min)
+    z = logits - stop_gradient(xp, xp.max(logits, axis=-1, keepdims=True))
+    log_probs = z - xp.log(xp.sum(xp.exp(z), axis=-1, keepdims=True))
+    frames = astype(xp, input_lengths, index)
+    lengths = astype(xp, target_lengths, index)
+    targets = astype(xp, targets, index)
+    blanks = xp.full((n, s), blank, dtype=index, **on)
+    inside = xp.reshape(xp.arange(s, **on), (1, s)) < xp.reshape(lengths, (n, 1))
+    labels = xp.where(inside, targets, blanks)  # padding read as blanks
+    if guard:
+        wrong = inside & ((targets < 0) | (targets >= c))
+        labels = xp.where(wrong, blanks, labels)
+    extended = xp.reshape(xp.stack([blanks, labels], axis=-1), (n, 2 * s))
+    extended = xp.concat([extended, xp.full((n, 1), blank, dtype=index, **on)], axis=1)
+    two_back = xp.concat([extended[:, : min(k, 2)], extended[:, : k - 2]], axis=1)
+    zero = xp.zeros((), dtype=dtype)
+    impossible = xp.full((), -math.inf, dtype=dtype)
+    skip = xp.where((extended != blank) & (extended != two_back), zero, impossible)
+    # Per frame, (T, N, K) and (T, N, 1): the emissions (0 past the input
+    # length) and the gate on moves (-inf past it).
+    live = xp.reshape(xp.arange(t, **on), (t, 1, 1)) < xp.reshape(frames, (1, n, 1))
+    emissions = _take_labels(xp, log_probs, extended)
+    emissions = xp.where(live, emissions, zero)
+    gates = xp.where(live, zero, impossible)
+    none_one = xp.full((n, min(k, 1)), -math.inf, dtype=dtype, **on)
+    none_two = xp.full((n, min(k, 2)), -math.inf, dtype=dtype, **on)
+
+    def step(alpha: Any, emission: Any, gate: Any) -> Any:
+        moving = alpha + gate
+        one = xp.concat([none_one, moving[:, : k - 1]], axis=1)
+        two = xp.concat([none_two, moving[:, : max(k - 2, 0)]], axis=1) + skip
+        return _logsumexp_terms(xp, floor, alpha, one, two) + emission
+
+    # Before the first frame: all the probability one step before position 0.
+    start = xp.where(xp.reshape(xp.arange(k, **on), (1, k)) == 0, xp.zeros((n, k), dtype=dtype, **on), impossible)
+    alpha = scan(xp, step, start, (emissions, gates))
+    last = gather(xp, alpha, 2 * lengths, 1, guard)
+    before = gather(xp, alpha, at_least(xp, 2 * lengths - 1, 0), 1, guard)
+    before = xp.where(lengths > 0, before, impossible)
+    loss = -_logsumexp_terms(xp, floor, last, before)
+    if zero_infinity:
+        loss = xp.where(loss == math.inf, xp.zeros_like(loss), loss)
+    if per_target:
+        loss = loss / astype(xp, at_least(xp, lengths, 1), dtype)
+    if guard:
+        bad = xp.any(wrong, axis=1) | (lengths < 0) | (lengths > s) | (frames < 0) | (frames > t)
+        loss = xp.where(bad, xp.full_like(loss, math.nan), loss)
+    return loss
 
 
 # ----------------------------------------------------------------- plain forms
@@ -1091,8 +1097,8 @@ INTEGER_ARRAYS: dict[str, frozenset[int]] = {
     "poly1_cross_entropy": frozenset({1}),
     "dice_loss": frozenset({1}),
     "multi_margin_loss": frozenset({1}),
-    "ctc_loss": frozenset({1, 2, 3}),
     "ntxent_loss": frozenset({1}),
+    "ctc_loss": frozenset({1, 2, 3}),
 }
 
 
