@@ -463,6 +463,21 @@ def value_range(xp: Any, x: Any, sample: bool = False) -> tuple[float, float]:
     return float(xp.min(x)), float(xp.max(x))
 
 
+def check_signs(xp: Any, func: str, targets: Any, meaning: str = "") -> None:
+    """Targets -1 or 1, read (a sample) where they are on the host: values
+    beyond 1 in magnitude, or a smallest value that is neither -1 nor 1 (0/1
+    labels, the usual mistake), are refused.  A little slack: gradient checks
+    perturb the targets."""
+    if not values_known(xp, targets):
+        return
+    lo, hi = value_range(xp, targets, sample=True)
+    if lo < -1.001 or hi > 1.001 or abs(lo) < 0.999:
+        raise ValueError(
+            f"{func}: targets must be {meaning or '-1 or 1'}, but it holds values from "
+            f"{lo:g} to {hi:g}; map 0/1 labels with 2 * targets - 1"
+        )
+
+
 def prepare(func: str, reduction: Any, **arrays: Any) -> tuple[Any, Any, Any]:
     """The common start of an elementwise loss.
 

@@ -11,34 +11,15 @@ from ._common import (
     check_real,
     check_reduction,
     check_same_shape,
+    check_signs,
     float_dtypes,
     namespace,
     prepare,
     shape_of,
-    value_range,
-    values_known,
 )
 from .focal import check_class_indices, check_class_weights, check_unit_interval
 
 Array = Any
-
-
-def _check_signs(xp: Any, func: str, targets: Array) -> None:
-    """Targets -1 or 1, read (a sample) where they are on the host: values
-    beyond 1 in magnitude, or 0 and no negative (0/1 labels), are mistakes."""
-    if not values_known(xp, targets):
-        return
-    lo, hi = value_range(xp, targets, sample=True)
-    # a little slack: gradient checks perturb the targets
-    if lo < -1.001 or hi > 1.001:
-        raise ValueError(
-            f"{func}: targets must be -1 or 1, but it holds values from {lo:g} to {hi:g}"
-        )
-    if lo == 0:
-        raise ValueError(
-            f"{func}: targets must be -1 or 1, but it holds 0 and no negative value (0/1 "
-            f"labels?); pass 2 * targets - 1"
-        )
 
 
 def multi_margin_loss(
@@ -125,7 +106,7 @@ def soft_margin_loss(inputs: Array, targets: Array, reduction: Reduction = "none
     """
     func = "soft_margin_loss"
     xp, out_dtype, dtype = prepare(func, reduction, inputs=inputs, targets=targets)
-    _check_signs(xp, func, targets)
+    check_signs(xp, func, targets)
     return _native.call(xp, func, (), reduction, out_dtype, dtype, False, inputs, targets)
 
 
@@ -198,5 +179,5 @@ def squared_hinge_loss(inputs: Array, targets: Array, reduction: Reduction = "no
     """
     func = "squared_hinge_loss"
     xp, out_dtype, dtype = prepare(func, reduction, inputs=inputs, targets=targets)
-    _check_signs(xp, func, targets)
+    check_signs(xp, func, targets)
     return _native.call(xp, func, (), reduction, out_dtype, dtype, False, inputs, targets)

@@ -11,31 +11,16 @@ from ._common import (
     check_real,
     check_reduction,
     check_same_shape,
+    check_signs,
     drop_axis,
     float_dtypes,
     namespace,
     normalize_axis,
     prepare,
     shape_of,
-    value_range,
-    values_known,
 )
 
 Array = Any
-
-
-def _check_signs(xp: Any, func: str, targets: Array) -> None:
-    """Targets are 1 or -1 (PyTorch lets other values through as 0 or as both
-    terms); 0/1 labels, the usual mistake, are refused where the values are on
-    the host (a sample of them, a bounded cost)."""
-    if not values_known(xp, targets):
-        return
-    lo, hi = value_range(xp, targets, sample=True)
-    if lo < -1 or hi > 1 or (lo != -1 and lo != 1):
-        raise ValueError(
-            f"{func}: targets must be 1 (similar) or -1 (dissimilar), but it holds values from "
-            f"{lo:g} to {hi:g}; map 0/1 labels with 2 * targets - 1"
-        )
 
 
 def cosine_embedding_loss(
@@ -97,7 +82,7 @@ def cosine_embedding_loss(
             f"{func}: targets has shape {shape_of(targets)}, but x1 has shape {shape_of(x1)}; "
             f"expected one target per pair, shape {expected} (x1's shape without axis {ax})"
         )
-    _check_signs(xp, func, targets)
+    check_signs(xp, func, targets, "1 (similar) or -1 (dissimilar)")
     out_dtype, dtype = float_dtypes(xp, func, x1=x1, x2=x2, targets=targets)
     return _native.call(
         xp, func, (ax, m, floor), reduction, out_dtype, dtype, False, x1, x2, targets
@@ -139,5 +124,5 @@ def hinge_embedding_loss(
     func = "hinge_embedding_loss"
     mg = check_real(func, "margin", margin)
     xp, out_dtype, dtype = prepare(func, reduction, inputs=inputs, targets=targets)
-    _check_signs(xp, func, targets)
+    check_signs(xp, func, targets, "1 (similar) or -1 (dissimilar)")
     return _native.call(xp, func, (mg,), reduction, out_dtype, dtype, False, inputs, targets)
