@@ -27,16 +27,15 @@ HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 LOG_COSH_LINEAR = 20.0
 
 
+def _on_device(xp: Any, like: Any) -> dict[str, Any]:
+    """The keyword that creates an array where ``like`` lives (PyTorch: its
+    device; the other namespaces create arrays where their inputs are)."""
+    return {"device": like.device} if is_namespace(xp, "torch") else {}
+
+
 def _nonzero(xp: Any, x: Any) -> Any:
     """``x`` with zeros replaced by ones, for dividing by a norm."""
     return xp.where(x == 0, xp.ones_like(x), x)
-
-
-def _classes(xp: Any, n: int, like: Any) -> Any:
-    """``0, ..., n - 1`` (class indices to compare with) on ``like``'s device."""
-    if is_namespace(xp, "torch"):
-        return xp.arange(n, device=like.device)
-    return xp.arange(n)
 
 
 def _scale(xp: Any, s: Any) -> Any:
@@ -370,7 +369,7 @@ def dice_loss(
     else:
         shape = [1] * x.ndim
         shape[axis] = n
-        classes = xp.reshape(_classes(xp, n, targets), tuple(shape))
+        classes = xp.reshape(xp.arange(n, **_on_device(xp, targets)), tuple(shape))
         t = astype(xp, xp.expand_dims(targets, axis=axis) == classes, p.dtype)
     if guard and not probabilities:
         top = 1 if n == 1 else n - 1
@@ -433,13 +432,6 @@ def squared_hinge_loss(xp: Any, x: Any, t: Any) -> Any:
 # ------------------------------------------------------------------- contrastive
 
 
-def _arange(xp: Any, n: int, like: Any) -> Any:
-    """``0, ..., n - 1`` where ``like`` lives (PyTorch: on its device)."""
-    if is_namespace(xp, "torch"):
-        return xp.arange(n, device=like.device)
-    return xp.arange(n)
-
-
 def unit_rows(xp: Any, x: Any) -> Any:
     """Each row of ``x`` over its norm, scaled by its largest magnitude first
     so that the squares neither overflow nor underflow.  A zero row stays
@@ -462,7 +454,7 @@ def info_nce_loss(xp: Any, q: Any, k: Any, temperature: float, symmetric: bool) 
     from the same matrix as the logsumexp, so a confident match keeps its
     tiny, non-negative loss."""
     logits = cosine_logits(xp, q, k, temperature)
-    own = _arange(xp, q.shape[0], logits)
+    own = xp.arange(q.shape[0], **_on_device(xp, logits))
     loss = cross_entropy(xp, logits, own, 1, 0.0, False, False)
     if symmetric:
         loss = 0.5 * (loss + cross_entropy(xp, logits, own, 0, 0.0, False, False))
@@ -484,7 +476,7 @@ def ntxent_loss(xp: Any, e: Any, labels: Any, temperature: float) -> Any:
     negatives (loss 0) keeps finite gradients.  No pair at all gives 0."""
     s = cosine_logits(xp, e, e, temperature)
     n = s.shape[0]
-    idx = _arange(xp, n, s)
+    idx = xp.arange(n, **_on_device(xp, s))
     same = xp.expand_dims(labels, axis=1) == xp.expand_dims(labels, axis=0)
     positive = same & (xp.expand_dims(idx, axis=1) != xp.expand_dims(idx, axis=0))
     negative = ~same
@@ -625,12 +617,6 @@ def _logsumexp_terms(xp: Any, floor: float, *terms: Any) -> Any:
     for term in terms[1:]:
         total = total + xp.exp(term - shift)
     return xp.log(at_least(xp, total, 0.5)) + top
-
-
-def _on_device(xp: Any, like: Any) -> dict[str, Any]:
-    """The keyword that creates an array where ``like`` lives (PyTorch: its
-    device; the other namespaces create arrays where their inputs are)."""
-    return {"device": like.device} if is_namespace(xp, "torch") else {}
 
 
 def _take_labels(xp: Any, log_probs: Any, labels: Any) -> Any:
