@@ -824,8 +824,45 @@ def log_cosh_plain(xp: Any, x: Any, y: Any) -> tuple[Any, Any]:
     no cancellation, and no ``abs``, cap or select), and whether that is
     :func:`log_cosh_loss`: every ``|a|`` at most 20, where ``sinh(a)^2`` and
     the gradient's ``1 / (1 + sinh(a)^2)`` are far from overflow and underflow."""
-    square = xp.square(xp.sinh(x - y))
-    return 0.5 * xp.log1p(square), xp.all(square <= math.sinh(LOG_COSH_LINEAR) ** 2)
+    twice = double_log_cosh(xp, x - y)
+    return 0.5 * twice, xp.all(twice <= DOUBLE_LOG_COSH_LIMIT)
+
+
+#: ``2 log cosh(20)``: :func:`double_log_cosh` at the largest ``|a|`` of the plain form.
+DOUBLE_LOG_COSH_LIMIT = math.log1p(math.sinh(LOG_COSH_LINEAR) ** 2)
+
+
+def double_log_cosh(xp: Any, a: Any) -> Any:
+    """``2 log cosh(a)`` as ``log1p(sinh(a)^2)``: exact wherever ``sinh(a)^2``
+    is finite; its chain-rule gradient is exact for ``|a| <= 20``."""
+    return xp.log1p(xp.square(xp.sinh(a)))
+
+
+def cosine_by_norms(xp: Any, a: Any, b: Any, axis: int, floor: float) -> tuple[Any, Any, Any]:
+    """``a . b / max(||a|| ||b||, eps)`` from ``vecdot`` and ``vector_norm``,
+    and the two norms: it is :func:`cosine_similarity_loss` where every norm
+    lies between ``sqrt(exact_sums_floor)`` and ``sqrt(max)`` (the caller checks)."""
+    norm_a = xp.linalg.vector_norm(a, axis=axis)
+    norm_b = xp.linalg.vector_norm(b, axis=axis)
+    cosine = xp.linalg.vecdot(a, b, axis=axis) / at_least(xp, norm_a * norm_b, floor)
+    return cosine, norm_a, norm_b
+
+
+def triplet_by_norms(
+    xp: Any, a: Any, pos: Any, neg: Any, axis: int, p: float, margin: float, eps: float
+) -> tuple[Any, Any, Any]:
+    """:func:`triplet_loss` for p = 1 or 2 from ``vector_norm`` of the
+    differences (p = 2: ``hypot(norm, sqrt(eps))``; p = 1: eps cancels), and
+    the two norms: exact where they lie within the bounds of
+    :func:`cosine_by_norms` (the lower one 0 where ``eps`` outweighs it)."""
+    near = xp.linalg.vector_norm(a - pos, axis=axis, ord=p)
+    far = xp.linalg.vector_norm(a - neg, axis=axis, ord=p)
+    if p == 1:
+        gap = near - far
+    else:
+        root = math.sqrt(eps)
+        gap = xp.hypot(near, root) - xp.hypot(far, root)
+    return at_least(xp, gap + margin, 0.0), near, far
 
 
 # ------------------------------------------------------ row forms (JAX, XLA)

@@ -23,12 +23,17 @@ page.
 from __future__ import annotations
 
 import math
+import types
 from typing import Any
 
+import array_api_compat.torch as _compat_torch
 import torch
 import torch.autograd.forward_ad as _forward_ad
 
-from .._formulas import HALF_LOG_2PI, LOG_COSH_LINEAR, evaluate, exact_sums_floor
+from .._formulas import (
+    DOUBLE_LOG_COSH_LIMIT, FORMULAS, _cosine_pair_terms, cosine_by_norms, double_log_cosh,
+    evaluate, exact_sums_floor, triplet_by_norms,
+)
 
 _nn = torch._C._nn
 _linalg = torch._C._linalg
@@ -37,6 +42,22 @@ _ENUM = {"none": 0, "mean": 1, "sum": 2}
 _NO_IGNORE = -(2**63)
 _wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda t: False)
 _compiling = torch.compiler.is_compiling
+
+
+def _hypot(x: Any, y: Any) -> Any:
+    return torch.hypot(x, y if isinstance(y, torch.Tensor) else _constant(y, x))
+
+
+# The standard's functions that the forms of ``_formulas`` use, as torch's own
+# kernels: array-api-compat's wrappers of vecdot, vector_norm and hypot cost
+# 1-8 us a call, a whole batch's loss.
+_XP = types.ModuleType("array_api_compat.torch")
+_XP.__getattr__ = lambda name: getattr(_compat_torch, name)  # the others: array-api-compat's
+_XP.hypot = _hypot
+_XP.linalg = types.SimpleNamespace(
+    vector_norm=lambda x, axis=None, keepdims=False, ord=2: _linalg.linalg_vector_norm(x, ord, axis, keepdims),
+    vecdot=lambda a, b, axis=-1: _linalg.linalg_vecdot(a, b, dim=axis),
+)
 
 
 def _host(t: Any) -> bool:
@@ -271,10 +292,16 @@ def _kl_div(params, reduction, dtype, weighted, x, t):
     return loss if _stands(loss, zero_ok=True) else None
 
 
-def _hinge(params, reduction, dtype, weighted, x, t):
-    """``max(1 - x t, 0)``, ``1 - x t`` in one fused multiply-add."""
-    x, t = _to(x, dtype), _to(t, dtype)
-    return _reduce(torch.addcmul(_constant(1.0, x), x, t, value=-1).clamp_min(0), reduction)
+def _formula(name: str) -> Any:
+    """The loss ``name``'s formula from ``_formulas`` on torch's floating
+    arrays in ``dtype``, reduced by :func:`_reduce` (no per-call dtype and
+    reduction machinery of ``evaluate``)."""
+    formula = FORMULAS[name]
+
+    def fast(params, reduction, dtype, weighted, *arrays):
+        return _reduce(formula(_XP, *[_to(a, dtype) for a in arrays], *params), reduction)
+
+    return fast
 
 
 # -------------------------------------------------------------------- regression
@@ -318,8 +345,6 @@ def _smooth_l1(params, reduction, dtype, weighted, x, y):
     return _nn.smooth_l1_loss(_to(x, dtype), _to(y, dtype), _ENUM[reduction], beta)
 
 
-# sinh(a)^2 at the largest |a| of the plain form
-_SINH2_LIMIT = math.sinh(LOG_COSH_LINEAR) ** 2
 # From this many elements log_cosh runs as one autograd node (_LogCosh): two
 # passes over memory fewer than the chain of kernels; below it the chain costs
 # less than a custom node's Python.
@@ -333,7 +358,7 @@ class _LogCosh(torch.autograd.Function):
 
     @staticmethod
     def forward(a):
-        return torch.sinh(a).square_().log1p_().mul_(0.5)
+        return double_log_cosh(torch, a).mul_(0.5)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -352,40 +377,27 @@ class _LogCosh(torch.autograd.Function):
 
 
 def _log_cosh(params, reduction, dtype, weighted, x, y):
-    """``_formulas.log_cosh_plain``: ``log1p(sinh(a)^2) / 2``, read on the
-    host.  Its value is exact wherever ``sinh(a)^2`` is finite, so a loss
-    that no gradient is taken of (or, on large arrays, one node with the
-    exact derivative) only needs to be finite; a gradient through the chain
-    of kernels needs every ``|a|`` at most 20.  The half is taken after the
-    reduction."""
+    """``_formulas.double_log_cosh`` of the error, halved after the
+    reduction, read on the host.  Its value is exact wherever it is finite,
+    so a loss that no gradient is taken of (or, on large arrays, one node
+    with the exact derivative) only needs to be finite; a gradient through
+    the chain of kernels needs every ``|a|`` at most 20."""
     if not (_host(x) and _host(y)):
         return None
     a = _to(x, dtype) - _to(y, dtype)
     if a.numel() >= LOG_COSH_NODE:
         loss = _reduce(_LogCosh.apply(a), reduction)
         return loss if _stands(loss, zero_ok=True) else None
-    q = torch.square(torch.sinh(a))
+    twice = double_log_cosh(torch, a)
     differentiated = _differentiated(x, y)
     if differentiated or reduction == "none":
-        limit = _SINH2_LIMIT if differentiated else math.inf
-        if q.numel() and not torch.max(q.detach()).item() < limit:
-            return None
-        return _reduce(torch.log1p(q), reduction, 0.5)
-    loss = _reduce(torch.log1p(q), reduction, 0.5)
+        if twice.numel():
+            top = torch.max(twice.detach()).item()
+            if not (top <= DOUBLE_LOG_COSH_LIMIT if differentiated else math.isfinite(top)):
+                return None
+        return _reduce(twice, reduction, 0.5)
+    loss = _reduce(twice, reduction, 0.5)
     return loss if math.isfinite(loss.item()) else None
-
-
-def _gaussian_nll(params, reduction, dtype, weighted, x, y, v):
-    """``0.5 log v + (r / 2)(r / v)`` (``_formulas.gaussian_nll_loss``), the
-    sum in one fused multiply-add.  (``F.gaussian_nll_loss`` clamps the
-    variance without its gradient, so its gradient at clamped variances is
-    not ours.)"""
-    full, floor = params
-    v = _to(v, dtype).clamp_min(floor)
-    r = _to(y, dtype) - _to(x, dtype)
-    # log(v) times a half: xlogy(0.5, v) is one kernel, but not vectorized
-    loss = torch.addcmul(torch.log(v) * _constant(0.5, v), r, r / v, value=0.5)
-    return _reduce(loss + _constant(HALF_LOG_2PI, v) if full else loss, reduction)
 
 
 def _margin_ranking(params, reduction, dtype, weighted, x1, x2, t):
@@ -398,57 +410,172 @@ def _margin_ranking(params, reduction, dtype, weighted, x1, x2, t):
 # --------------------------------------------------------------------- embedding
 
 
+def _norms_exact(dtype: Any, n: int, floor: float, *norms: Any) -> bool:
+    """Whether every norm (of ``n`` elements) lies where ``vector_norm`` is
+    exact, read on the host; the lower bound is 0 where ``floor`` (an eps
+    added to every sum of squares) outweighs the squares lost to underflow."""
+    if not norms[0].numel():
+        return True
+    low, high = _norm_bounds(dtype, n)
+    if floor >= low * low:
+        low = 0.0
+    lo, hi = _min_max(torch.cat([v.detach() for v in norms]))
+    return low <= lo and hi <= high
+
+
 def _cosine(params, reduction, dtype, weighted, a, b):
-    """``_formulas.cosine_plain`` with the norms from ``vector_norm``, where
-    every norm is exact (read on the host: no zero, huge or tiny vector)."""
+    """``_formulas.cosine_by_norms``, where every norm is exact (read on the
+    host: no zero, huge or tiny vector)."""
     axis, floor = params
     if not (_host(a) and _host(b)):
         return None
-    a, b = _to(a, dtype), _to(b, dtype)
-    norm_a = _linalg.linalg_vector_norm(a, 2, axis)
-    norm_b = _linalg.linalg_vector_norm(b, 2, axis)
-    norms = norm_a * norm_b
-    if norm_a.numel():
-        low, high = _norm_bounds(dtype, a.shape[axis])
-        lo, hi = _min_max(torch.cat((norm_a.detach(), norm_b.detach())))
-        if not (low <= lo and hi <= high):
-            return None
-        if lo * lo < floor:  # else every product of norms is at least eps
-            norms = norms.clamp_min(floor)
-    return _reduce(_linalg.linalg_vecdot(a, b, dim=axis) / norms, reduction)
+    a = _to(a, dtype)
+    cosine, norm_a, norm_b = cosine_by_norms(_XP, a, _to(b, dtype), axis, floor)
+    if not _norms_exact(dtype, a.shape[axis], 0.0, norm_a, norm_b):
+        return None
+    return _reduce(cosine, reduction)
 
 
 def _triplet(params, reduction, dtype, weighted, anchors, positives, negatives):
-    """``_formulas.triplet_plain``, ``sqrt(sum d^2 + eps)`` as
-    ``hypot(vector_norm(d), sqrt(eps))``, where every norm is exact (read on
-    the host); p = 1 as ``sum |d| + eps``."""
+    """``_formulas.triplet_by_norms``; for p = 2 where every norm is exact
+    (read on the host)."""
     axis, p, margin, eps = params
     if not (p == 1 or p == 2 and _host(anchors) and _host(positives) and _host(negatives)):
         return None
     a = _to(anchors, dtype)
-    near = _linalg.linalg_vector_norm(a - _to(positives, dtype), p, axis)
-    far = _linalg.linalg_vector_norm(a - _to(negatives, dtype), p, axis)
-    if p == 1:
-        gap = near - far
-    else:
-        if near.numel():
-            low, high = _norm_bounds(dtype, a.shape[axis])
-            if eps >= low * low:  # eps outweighs every square lost to underflow
-                low = 0.0
-            lo, hi = _min_max(torch.cat((near.detach(), far.detach())))
-            if not (low <= lo and hi <= high):
-                return None
-        root_eps = _constant(math.sqrt(eps), near)
-        gap = torch.hypot(near, root_eps) - torch.hypot(far, root_eps)
-    return _reduce((gap + _constant(margin, gap)).clamp_min(0), reduction)
+    loss, near, far = triplet_by_norms(
+        _XP, a, _to(positives, dtype), _to(negatives, dtype), axis, p, margin, eps
+    )
+    if p == 2 and not _norms_exact(dtype, a.shape[axis], eps, near, far):
+        return None
+    return _reduce(loss, reduction)
+
+
+# ------------------------------------------------ margins, pairs, counts, sequences
+
+
+def _kernel_off(*tensors: Any) -> bool:
+    """Whether a kernel without forward-mode AD, batching rules or (for some)
+    second derivatives must give way: under forward mode or torch.func."""
+    return _forward_ad._current_level >= 0 or any(t is not None and _wrapped(t) for t in tensors)
+
+
+def _multi_margin(params, reduction, dtype, weighted, x, t, w):
+    """``F.multi_margin_loss`` on the rows of the last axis (its terms
+    summed without the target's, a little more exact than the formula).
+    It has no gradient with respect to the class weights, forward mode or
+    second derivative: where the weights need one the formula runs."""
+    p, margin, guard = params
+    if guard or not x.numel() or _kernel_off(x, w) or w is not None and _differentiated(w):
+        return None
+    rows = _to(x, dtype).reshape(-1, x.shape[-1])
+    w = None if w is None else _to(w, dtype)
+    loss = _nn.multi_margin_loss(rows, t.reshape(-1).long(), p, margin, w, _ENUM[reduction])
+    return loss.reshape(t.shape) if reduction == "none" else loss
+
+
+def _soft_margin(params, reduction, dtype, weighted, x, t):
+    """``F.soft_margin_loss``: ``log1p(exp(-t x))``, which overflows where
+    ``-t x`` passes about 88 (float32); read on the host.  It has no
+    gradient with respect to the targets: where one is taken the formula runs."""
+    if not _host(x) or _differentiated(t):
+        return None
+    loss = _nn.soft_margin_loss(_to(x, dtype), _to(t, dtype), _ENUM[reduction])
+    return loss if _stands(loss, zero_ok=True) else None
+
+
+def _multilabel_soft_margin(params, reduction, dtype, weighted, x, t, w):
+    """The mean over the last axis of ``F.binary_cross_entropy_with_logits``
+    with the class weights, as ``F.multilabel_soft_margin_loss``; read on the
+    host as for ``binary_cross_entropy`` (see ``_bce``)."""
+    if not _host(x):
+        return None
+    x = _to(x, dtype)
+    loss = torch.binary_cross_entropy_with_logits(x, _to(t, dtype), None, None, 0)
+    if w is not None:  # after the kernel: its weight has no gradient
+        loss = loss * _to(w, dtype)
+    loss = _reduce(loss.sum(-1) / _constant(float(x.shape[-1]), loss), reduction)
+    return loss if _stands(loss) else None
+
+
+def _hinge_embedding(params, reduction, dtype, weighted, x, t):
+    """``F.hinge_embedding_loss``: the formula's own terms."""
+    (margin,) = params
+    return torch.hinge_embedding_loss(_to(x, dtype), t, margin, _ENUM[reduction])
+
+
+def _cosine_embedding(params, reduction, dtype, weighted, a, b, t):
+    """``_formulas.cosine_by_norms`` in the formula's terms for the targets,
+    where every norm is exact (read on the host, as ``_cosine``).
+    (``F.cosine_embedding_loss`` adds 1e-12 to each squared norm: not eps.)"""
+    axis, margin, floor = params
+    if not (_host(a) and _host(b)):
+        return None
+    a = _to(a, dtype)
+    cosine, norm_a, norm_b = cosine_by_norms(_XP, a, _to(b, dtype), axis, floor)
+    if not _norms_exact(dtype, a.shape[axis], 0.0, norm_a, norm_b):
+        return None
+    return _reduce(_cosine_pair_terms(_XP, cosine, t, margin), reduction)
+
+
+def _poisson_nll(params, reduction, dtype, weighted, x, t):
+    """``F.poisson_nll_loss``, where it is finite (read on the host: ``0 *
+    -inf`` is NaN there, 0 in the formula); with ``full`` only where no
+    gradient of the targets is taken (Stirling's ``t log t`` is masked after
+    its NaN gradient at 0)."""
+    log_input, full, eps = params
+    if not _host(x) or full and _differentiated(t):
+        return None
+    loss = torch.poisson_nll_loss(_to(x, dtype), _to(t, dtype), log_input, full, eps, _ENUM[reduction])
+    return loss if _stands(loss, zero_ok=True) else None
+
+
+def _ctc(params, reduction, dtype, weighted, logits, targets, input_lengths, target_lengths):
+    """``F.ctc_loss`` of ``log_softmax(logits)`` laid out ``(T, N, C)``, run
+    with ``zero_infinity`` (its gradient at an infeasible sequence is NaN
+    otherwise, the formula's 0); without it such a sequence's loss is made
+    ``inf`` again by a constant.  'mean' divides by the target lengths, at
+    least 1, as the kernel does.  The kernel has neither forward mode nor a
+    second derivative: under forward mode and torch.func the formula runs, and
+    for a gradient at logits of -inf (read on the host; off it always)."""
+    blank, zero_infinity, per_target, guard = params
+    if guard or not logits.shape[0] or _kernel_off(logits):
+        return None
+    if _differentiated(logits) and not (_host(logits) and torch.isfinite(logits).all().item()):
+        return None  # the kernel's gradient at a class of probability 0 (-inf) is NaN
+    log_probs = torch.log_softmax(_to(logits, dtype), -1).transpose(0, 1)
+    targets, frames, lengths = targets.long(), input_lengths.long(), target_lengths.long()
+    loss = torch.ctc_loss(log_probs, targets, frames, lengths, blank, 0, True)
+    if not zero_infinity and not (_host(loss) and loss.numel() and torch.amin(loss.detach()).item() > 0):
+        loss = loss + torch.where(_infeasible(targets, frames, lengths), math.inf, 0.0).to(loss.dtype)
+    if per_target:
+        loss = loss / lengths.clamp_min(1).to(loss.dtype)
+    return _reduce(loss, reduction)
+
+
+def _infeasible(targets: Any, frames: Any, lengths: Any) -> Any:
+    """Whether each sequence has fewer frames than its labels and repeats
+    (a blank between two equal labels) need."""
+    s = targets.shape[1]
+    repeats = (targets[:, 1:] == targets[:, :-1]) & (
+        torch.arange(1, max(s, 1), device=targets.device) < lengths[:, None]
+    )
+    return lengths + repeats.sum(1) > frames
 
 
 _FAST = {
     "binary_cross_entropy": _bce,
+    "cosine_embedding_loss": _cosine_embedding,
+    "ctc_loss": _ctc,
+    "hinge_embedding_loss": _hinge_embedding,
+    "multi_margin_loss": _multi_margin,
+    "multilabel_soft_margin_loss": _multilabel_soft_margin,
+    "poisson_nll_loss": _poisson_nll,
+    "soft_margin_loss": _soft_margin,
     "cosine_similarity_loss": _cosine,
     "cross_entropy": _cross_entropy,
-    "gaussian_nll_loss": _gaussian_nll,
-    "hinge_loss": _hinge,
+    "gaussian_nll_loss": _formula("gaussian_nll_loss"),
+    "hinge_loss": _formula("hinge_loss"),
     "huber_loss": _huber,
     "kl_div_loss": _kl_div,
     "l1_loss": _l1,
