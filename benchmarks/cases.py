@@ -644,3 +644,48 @@ CASES += (
          torch_expr("(F.relu(1 - y * x) ** 2).mean()",
                     lambda t, x, y: (t.nn.functional.relu(1 - y * x) ** 2).mean())),
 )
+
+
+# ---------------------------------------------------------------- losses over sequences
+
+SIZES["sequences"] = (  # logits (N, T, C) of N sequences of T frames over C classes, 30 labels each
+    (BATCH, (16, 128, 32)),
+    (MILLION, (32, 256, 128)),
+)
+CTC_LABELS = 30
+
+
+def sequences(rng, shape) -> Arrays:
+    """Logits, padded labels (no blank), all frames, 10 to 30 labels per sequence."""
+    n, t, c = shape
+    return [_normal(rng, shape), rng.integers(1, c, (n, CTC_LABELS)), np.full(n, t),
+            rng.integers(10, CTC_LABELS + 1, n)]
+
+
+def _no_plain_ctc(xp, *arrays):
+    """none: no CTC in the library, and no short plain expression of it"""
+    raise NotImplementedError(f"{xp.__name__} has no CTC loss to compare with")
+
+
+def _torch_ctc(t, x, y, frames, lengths):
+    return t.nn.functional.ctc_loss(t.log_softmax(x, -1).transpose(0, 1), y, frames, lengths)
+
+
+def _optax_ctc() -> Callable[..., Any]:
+    import jax.numpy as jnp
+    import optax
+
+    def loss(x, y, frames, lengths):
+        t, s = x.shape[1], y.shape[1]
+        logit_paddings = (jnp.arange(t) >= frames[:, None]).astype(x.dtype)
+        label_paddings = (jnp.arange(s) >= lengths[:, None]).astype(x.dtype)
+        return jnp.mean(optax.ctc_loss(x, logit_paddings, y, label_paddings))
+
+    return loss
+
+
+CASES += (
+    Case("ctc_loss", "sequences", sequences, _no_plain_ctc,
+         torch_expr("F.ctc_loss(log_softmax(x).transpose(0, 1), ...)", _torch_ctc),
+         Peer("optax.ctc_loss (paddings from the lengths)", _optax_ctc)),
+)

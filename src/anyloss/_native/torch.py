@@ -31,8 +31,8 @@ import torch
 import torch.autograd.forward_ad as _forward_ad
 
 from .._formulas import (
-    DOUBLE_LOG_COSH_LIMIT, FORMULAS, _cosine_pair_terms, cosine_by_norms, double_log_cosh,
-    evaluate, exact_sums_floor, triplet_by_norms,
+    DOUBLE_LOG_COSH_LIMIT, FORMULAS, HALF_LOG_2PI, _cosine_pair_terms, cosine_by_norms,
+    double_gaussian_nll, double_log_cosh, evaluate, exact_sums_floor, triplet_by_norms,
 )
 
 _nn = torch._C._nn
@@ -400,6 +400,15 @@ def _log_cosh(params, reduction, dtype, weighted, x, y):
     return loss if math.isfinite(loss.item()) else None
 
 
+def _gaussian_nll(params, reduction, dtype, weighted, x, y, v):
+    """``_formulas.double_gaussian_nll``, halved in the reduction."""
+    full, floor = params
+    twice = double_gaussian_nll(torch, _to(x, dtype), _to(y, dtype), _to(v, dtype), floor)
+    if full:
+        twice = twice + _constant(2.0 * HALF_LOG_2PI, twice)
+    return _reduce(twice, reduction, 0.5)
+
+
 def _margin_ranking(params, reduction, dtype, weighted, x1, x2, t):
     (margin,) = params
     return torch.margin_ranking_loss(
@@ -541,7 +550,7 @@ def _ctc(params, reduction, dtype, weighted, logits, targets, input_lengths, tar
     blank, zero_infinity, per_target, guard = params
     if guard or not logits.shape[0] or _kernel_off(logits):
         return None
-    if _differentiated(logits) and not (_host(logits) and torch.isfinite(logits).all().item()):
+    if _differentiated(logits) and not (_host(logits) and torch.amin(logits.detach()).item() > -math.inf):
         return None  # the kernel's gradient at a class of probability 0 (-inf) is NaN
     log_probs = torch.log_softmax(_to(logits, dtype), -1).transpose(0, 1)
     targets, frames, lengths = targets.long(), input_lengths.long(), target_lengths.long()
@@ -574,7 +583,7 @@ _FAST = {
     "soft_margin_loss": _soft_margin,
     "cosine_similarity_loss": _cosine,
     "cross_entropy": _cross_entropy,
-    "gaussian_nll_loss": _formula("gaussian_nll_loss"),
+    "gaussian_nll_loss": _gaussian_nll,
     "hinge_loss": _formula("hinge_loss"),
     "huber_loss": _huber,
     "kl_div_loss": _kl_div,
