@@ -13,6 +13,7 @@ import sys
 from typing import Any, Literal
 
 import array_api_compat as _compat
+import numpy as np
 
 Reduction = Literal["none", "mean", "sum"]
 REDUCTIONS: tuple[str, ...] = ("none", "mean", "sum")
@@ -83,11 +84,33 @@ def _mixed(func: str, arrays: dict[str, Any]) -> None:
     raise TypeError(f"{func}: all arrays must come from one library, but {described}")
 
 
+# namespace -> the library it computes with ('numpy', 'torch', 'jax', 'mlx',
+# 'dask', 'cupy', 'array_api_strict', ...); filled on first sight of each.
+_LIBRARIES: dict[Any, str] = {}
+
+
+def library_of(xp: Any) -> str:
+    """The library a namespace computes with: ``jax.numpy`` is 'jax',
+    ``array_api_compat.torch`` is 'torch', ``array_api_compat.dask.array`` is
+    'dask'."""
+    try:
+        return _LIBRARIES[xp]
+    except (KeyError, TypeError):
+        pass
+    name = getattr(xp, "__name__", "")
+    if name.startswith("array_api_compat."):
+        name = name[len("array_api_compat."):]
+    library = name.split(".")[0]
+    try:
+        _LIBRARIES[xp] = library
+    except TypeError:  # an unhashable namespace object
+        pass
+    return library
+
+
 def is_namespace(xp: Any, library: str) -> bool:
     """Whether ``xp`` is the namespace of ``library`` ('torch', 'jax', 'mlx', ...)."""
-    return getattr(xp, "__name__", "").split(".")[0] == library or (
-        library != "mlx" and getattr(xp, "__name__", "").startswith(f"array_api_compat.{library}")
-    )
+    return library_of(xp) == library
 
 
 def stop_gradient(xp: Any, x: Any) -> Any:
@@ -131,19 +154,20 @@ def is_concrete_host(xp: Any, *arrays: Any) -> bool:
     traced) JAX arrays on the CPU.  False for MLX (lazy), Dask (lazy), CuPy and
     anything on an accelerator.
     """
-    if _compat.is_numpy_namespace(xp) or _compat.is_array_api_strict_namespace(xp):
+    library = library_of(xp)
+    if library == "numpy" or library == "array_api_strict":
         return True
-    if is_namespace(xp, "torch"):
+    if library == "torch":
         import torch
 
         if torch.compiler.is_compiling():
             return False
-        wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda a: False)
-        return all(
-            a.device.type == "cpu" and not a.is_meta and not wrapped(a)
-            for a in arrays
-        )
-    if is_namespace(xp, "jax"):
+        wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+        for a in arrays:
+            if not a.is_cpu or wrapped(a):  # a meta tensor is not on the CPU
+                return False
+        return True
+    if library == "jax":
         import jax
 
         return all(
@@ -429,8 +453,6 @@ def _readable(xp: Any, x: Any) -> tuple[Any, Any]:
     tracer even for a concrete input.
     """
     if is_namespace(xp, "jax"):
-        import numpy as np
-
         return np, np.asarray(x)
     if is_namespace(xp, "torch"):
         return xp, x.detach()  # reading values is not part of the autograd graph
@@ -440,6 +462,8 @@ def _readable(xp: Any, x: Any) -> tuple[Any, Any]:
 def smallest(xp: Any, x: Any) -> float:
     """The smallest element of a host array, as a Python number (one pass)."""
     xp, x = _readable(xp, x)
+    if type(x) is np.ndarray:
+        return float(np.minimum.reduce(x, axis=None))
     return float(xp.min(x))
 
 
@@ -451,15 +475,18 @@ SAMPLE = 1 << 16
 def value_range(xp: Any, x: Any, sample: bool = False) -> tuple[float, float]:
     """The smallest and largest element of a host array, as Python numbers;
     with ``sample``, of its first :data:`SAMPLE` elements."""
+    if library_of(xp) == "torch":  # one pass, on the tensor's own kernel
+        x = x.detach()
+        if sample and x.numel() > SAMPLE:
+            x = x.reshape(-1)[:SAMPLE]
+        if x.dtype is not sys.modules["torch"].bool:
+            lo, hi = x.aminmax()
+            return lo.item(), hi.item()
     xp, x = _readable(xp, x)
     if sample and math.prod(shape_of(x)) > SAMPLE:
         x = xp.reshape(x, (-1,))[:SAMPLE]
-    if is_namespace(xp, "torch"):
-        import torch
-
-        if x.dtype != torch.bool:
-            lo, hi = torch.aminmax(x)
-            return float(lo), float(hi)
+    if type(x) is np.ndarray:
+        return float(np.minimum.reduce(x, axis=None)), float(np.maximum.reduce(x, axis=None))
     return float(xp.min(x)), float(xp.max(x))
 
 
