@@ -314,8 +314,26 @@ def check_real(
     low_inclusive: bool = True,
     high: float | None = None,
     high_inclusive: bool = True,
-) -> float:
-    """A finite real scalar parameter, optionally within ``[low, high]``."""
+    array_ok: bool = False,
+) -> Any:
+    """A finite real scalar parameter, optionally within ``[low, high]``.
+
+    With ``array_ok`` a 0-d array (a schedule's value, a traced argument) is
+    taken too: checked and returned as a number where its value is on the
+    host, returned as it is where it cannot be read (a tracer, MLX, a device).
+    """
+    if array_ok and not isinstance(value, numbers.Real) and _compat.is_array_api_obj(value):
+        if getattr(value, "ndim", None) != 0:
+            raise TypeError(
+                f"{func}: {name} must be a real number or a 0-d array, got {type(value).__name__} "
+                f"of shape {shape_of(value)}"
+            )
+        xp = _compat.array_namespace(value)
+        if not xp.isdtype(value.dtype, "real floating"):
+            raise TypeError(f"{func}: {name} must have a real floating dtype, got {value.dtype}")
+        if not is_concrete_host(xp, value):
+            return value
+        value = float(_readable(xp, value)[1])
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{func}: {name} must be a real number, got {type(value).__name__} {value!r}")
     v = float(value)

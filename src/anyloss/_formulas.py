@@ -74,7 +74,7 @@ def cross_entropy(
         score = xp.sum(xlogy_like(xp, targets, z), axis=axis)
     else:
         score = gather(xp, z, targets, axis, guard)
-    if smoothing == 0:
+    if isinstance(smoothing, float) and smoothing == 0:  # not for an array
         return loss - score
     # The mean as a sum of z / n: the sum of z itself may overflow.
     mean = xp.sum(z * (1.0 / z.shape[axis]), axis=axis)

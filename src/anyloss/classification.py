@@ -106,7 +106,9 @@ def cross_entropy(
     func = "cross_entropy"
     xp = namespace(func, logits=logits, targets=targets, weights=weights)
     check_reduction(func, reduction)
-    smoothing = check_real(func, "label_smoothing", label_smoothing, low=0.0, high=1.0, high_inclusive=False)
+    smoothing = check_real(
+        func, "label_smoothing", label_smoothing, low=0.0, high=1.0, high_inclusive=False, array_ok=True
+    )
     if logits.ndim == 0:
         raise ValueError(f"{func}: logits must have a class axis, got a 0-d array")
     ax = normalize_axis(func, axis, logits.ndim)

@@ -97,7 +97,7 @@ def triplet_loss(
     """
     func = "triplet_loss"
     degree = check_real(func, "p", p, low=0.0, low_inclusive=False)
-    alpha = check_real(func, "margin", margin)
+    alpha = check_real(func, "margin", margin, array_ok=True)
     floor = check_real(func, "eps", eps, low=0.0)
     xp, out_dtype, dtype = prepare(
         func, reduction, anchors=anchors, positives=positives, negatives=negatives
@@ -142,7 +142,7 @@ def margin_ranking_loss(
         array([1.3293691, 0.990929 , 0.       ], dtype=float32)
     """
     func = "margin_ranking_loss"
-    m = check_real(func, "margin", margin)
+    m = check_real(func, "margin", margin, array_ok=True)
     xp, out_dtype, dtype = prepare(func, reduction, inputs1=inputs1, inputs2=inputs2, targets=targets)
     return _native.call(
         xp, func, (m,), reduction, out_dtype, dtype, False, inputs1, inputs2, targets

@@ -26,12 +26,15 @@ import os
 import threading
 from typing import Any, Iterator
 
-from .._common import _torch_compiling
+from .._common import _torch_compiling, astype
 from .._formulas import evaluate
 
 _ENV_PORTABLE: bool = os.environ.get("ANYLOSS_PORTABLE", "") not in ("", "0")
 _depth: int = 1 if _ENV_PORTABLE else 0
 _lock = threading.Lock()
+
+# The types of parameters other than an array (a traced or lazy hyperparameter).
+_PLAIN = (int, float, str, tuple, type(None))
 
 # namespace -> the module with that library's fast paths (None: no module)
 _MODULES: dict[Any, Any] = {}
@@ -88,10 +91,12 @@ def call(
     *arrays: Any,
 ) -> Any:
     """The loss ``name`` of ``arrays``: by the library's fast path, or portably."""
-    if _depth == 0:
+    if _depth == 0 and all(isinstance(p, _PLAIN) for p in params):  # an array parameter runs portably
         fast = module(xp)
         if fast is not None:
             return fast.run(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays)
+    else:
+        params = tuple(p if isinstance(p, _PLAIN) else astype(xp, p, dtype) for p in params)
     return evaluate(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays)
 
 

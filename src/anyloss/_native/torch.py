@@ -261,7 +261,10 @@ def _bce(params, reduction, dtype, weighted, x, t, *weights):
                 lo, hi = _min_max(x)
                 if not (_BCE_LOW <= lo and hi <= 1.0 - _BCE_LOW):
                     return None
-        loss = _nn.binary_cross_entropy(x, t, None, kernel_reduction)
+        try:
+            loss = _nn.binary_cross_entropy(x, t, None, kernel_reduction)
+        except RuntimeError:  # a NaN probability, which the kernel refuses: it propagates
+            return None
     return _weighted(loss, weights[0], reduction, dtype) if weighted else loss
 
 
