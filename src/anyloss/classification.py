@@ -85,7 +85,8 @@ def cross_entropy(
         weights (array, optional): A weight per example, with the shape of the
             unreduced loss; it multiplies the loss.  Default: ``None``.
         axis (int, optional): The class axis. Default: ``-1``.
-        label_smoothing (float, optional): :math:`\alpha` in ``[0, 1)``. Default: ``0.0``.
+        label_smoothing (float or 0-d array, optional): :math:`\alpha` in ``[0, 1)``;
+            an array may be traced (checked only where its value is on the host). Default: ``0.0``.
         reduction (str, optional): ``'none'`` | ``'mean'`` | ``'sum'``. Default: ``'none'``.
 
     Returns:

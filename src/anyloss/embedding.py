@@ -79,7 +79,7 @@ def triplet_loss(
         negatives (array): Embeddings of another class, same shape as ``anchors``.
         axis (int, optional): The embedding axis. Default: ``-1``.
         p (int, optional): The norm degree, ``> 0``. Default: ``2``.
-        margin (float, optional): :math:`\alpha`. Default: ``1.0``.
+        margin (float or 0-d array, optional): :math:`\alpha`. Default: ``1.0``.
         eps (float, optional): Added to the sum before the root, ``>= 0``. Default: ``1e-6``.
         reduction (str, optional): ``'none'`` | ``'mean'`` | ``'sum'``. Default: ``'none'``.
 
@@ -127,7 +127,7 @@ def margin_ranking_loss(
         inputs1 (array): Scores of the first items.
         inputs2 (array): Scores of the second items, same shape.
         targets (array): 1 or -1, same shape.
-        margin (float, optional): The required separation. Default: ``0.0``.
+        margin (float or 0-d array, optional): The required separation. Default: ``0.0``.
         reduction (str, optional): ``'none'`` | ``'mean'`` | ``'sum'``. Default: ``'none'``.
 
     Returns:
