@@ -388,6 +388,14 @@ def gather(xp: Any, x: Any, indices: Any, axis: int, guard: bool = False) -> Any
     return picked
 
 
+def take(xp: Any, values: Any, indices: Any) -> Any:
+    """``values[indices]`` for a 1-d ``values`` and integer ``indices`` of any shape."""
+    if is_namespace(xp, "torch"):
+        return values[indices.long()]
+    flat = xp.take(values, xp.reshape(indices, (-1,)), axis=0)
+    return xp.reshape(flat, tuple(indices.shape))
+
+
 def xlogy_like(xp: Any, p: Any, y: Any) -> Any:
     """``p * y`` with ``0 * y = 0`` for every ``y``, ``-inf`` included.
 
@@ -435,16 +443,25 @@ def is_half(xp: Any, dtype: Any) -> bool:
         return half
 
 
-def reduce(xp: Any, loss: Any, reduction: str, dtype: Any) -> Any:
+def reduce(xp: Any, loss: Any, reduction: str, dtype: Any, total: Any = None) -> Any:
     """Apply ``reduction`` and return the result in ``dtype``.
 
-    Half-precision losses are summed in float32 so that means over large
-    arrays neither overflow nor lose their small terms.
+    'mean' divides by the number of elements, or by ``total`` (a 0-d array:
+    the total weight of the rows that count) where given; a mean over
+    nothing (``total == 0``) is 0.  Half-precision losses are summed in
+    float32 so that means over large arrays neither overflow nor lose their
+    small terms.
     """
     if reduction != "none":
         if is_half(xp, loss.dtype):
             loss = xp.astype(loss, xp.float32)
-        loss = xp.mean(loss) if reduction == "mean" else xp.sum(loss)
+        if reduction == "sum":
+            loss = xp.sum(loss)
+        elif total is None:
+            loss = xp.mean(loss)
+        else:
+            total = astype(xp, total, loss.dtype)
+            loss = xp.sum(loss) / xp.where(total == 0, xp.ones_like(total), total)
     loss = astype(xp, loss, dtype)
     # NumPy turns 0-d results into scalars; callers get arrays, as on every other library.
     return xp.asarray(loss) if _compat.is_numpy_namespace(xp) else loss
@@ -490,17 +507,24 @@ def smallest(xp: Any, x: Any) -> float:
 SAMPLE = 1 << 16
 
 
-def value_range(xp: Any, x: Any, sample: bool = False) -> tuple[float, float]:
+def value_range(
+    xp: Any, x: Any, sample: bool = False, exclude: Any = None
+) -> tuple[float, float]:
     """The smallest and largest element of a host array, as Python numbers;
-    with ``sample``, of its first :data:`SAMPLE` elements."""
+    with ``sample``, of its first :data:`SAMPLE` elements; elements equal to
+    ``exclude`` count as 0."""
     if library_of(xp) == "torch":  # one pass, on the tensor's own kernel
         x = x.detach()
+        if exclude is not None:
+            x = x.masked_fill(x == exclude, 0)
         if sample and x.numel() > SAMPLE:
             x = x.reshape(-1)[:SAMPLE]
         if x.dtype is not sys.modules["torch"].bool:
             lo, hi = x.aminmax()
             return lo.item(), hi.item()
     xp, x = _readable(xp, x)
+    if exclude is not None:
+        x = xp.where(x == exclude, xp.zeros_like(x), x)
     if sample and math.prod(shape_of(x)) > SAMPLE:
         x = xp.reshape(x, (-1,))[:SAMPLE]
     if type(x) is np.ndarray:

@@ -16,7 +16,7 @@ import math
 from typing import Any
 
 from ._common import (
-    astype, at_least, at_most, gather, is_namespace, reduce, scan, stop_gradient, xlogy_like,
+    astype, at_least, at_most, gather, is_namespace, reduce, scan, stop_gradient, take, xlogy_like,
 )
 
 LOG2 = math.log(2.0)
@@ -61,49 +61,134 @@ def shifted_logsumexp(xp: Any, z: Any, axis: int) -> Any:
 
 
 def cross_entropy(
-    xp: Any, logits: Any, targets: Any, axis: int, smoothing: float, probabilities: bool,
+    xp: Any,
+    logits: Any,
+    targets: Any,
+    class_weights: Any,
+    axis: int,
+    smoothing: float,
+    probabilities: bool,
     guard: bool,
+    softcap: float | None,
+    z_loss: float,
+    ignore_index: int | None,
 ) -> Any:
-    """``logsumexp(x) - (1 - s) score - s mean(x)``, from the shifted logits
-    ``z = x - max`` (a constant for autodiff); ``score`` is the target's
-    ``z`` or ``sum(p z)`` with ``0 * z = 0``.  ``guard``: class indices whose
-    range was not checked give NaN where out of range."""
-    z = logits - stop_gradient(xp, xp.max(logits, axis=axis, keepdims=True))
-    loss = shifted_logsumexp(xp, z, axis)
-    if probabilities:
-        score = xp.sum(xlogy_like(xp, targets, z), axis=axis)
-    else:
-        score = gather(xp, z, targets, axis, guard)
-    if isinstance(smoothing, float) and smoothing == 0:  # not for an array
-        return loss - score
-    # The mean as a sum of z / n: the sum of z itself may overflow.
-    mean = xp.sum(z * (1.0 / z.shape[axis]), axis=axis)
-    return loss - (1.0 - smoothing) * score - smoothing * mean
+    """Cross entropy from the shifted logits ``z = x - max`` (a constant for
+    autodiff), with ``lse = log sum exp z`` kept exact for confident rows.
 
-
-def binary_cross_entropy(xp: Any, x: Any, t: Any, with_logits: bool) -> Any:
-    """``-(t log p + (1 - t) log(1 - p))``.
-
-    With logits: ``(1 - t) x + log1p(exp(-x))`` for ``x >= 0`` and
-    ``-t x + log1p(exp(x))`` below, with ``0 * x = 0`` so that an infinite
-    logit with its matching target has loss 0.  With probabilities each log
-    is clipped at -100 (MLX, PyTorch); the stand-ins keep the gradient finite
-    at p = 0 and 1, and a NaN probability stays NaN.
+    Without class weights, ``lse - (1 - s) z_y - s mean(z)`` (MLX's form;
+    ``z_y`` is ``sum(p z)`` for probabilities, with ``0 * z = 0``).  With
+    class weights ``w``, PyTorch's: ``(1 - s) w_y (lse - z_y) + s/C sum_c w_c
+    (lse - z_c)``, and ``sum_c w_c t'_c (lse - z_c)`` with ``t' = (1 - s) t +
+    s/C`` for probabilities.  Soft-capping replaces ``x`` by ``c tanh(x / c)``
+    first; z-loss adds ``z_loss lse(x)^2`` (weighted as its row).  Ignored
+    rows are masked before anything is gathered and give 0 (and a zero
+    gradient, even for a NaN logit).  With class weights or ignore_index the
+    result is ``(loss, total)``: 'mean' divides by the total weight of the
+    rows kept.  ``guard``: indices whose range was not checked give NaN where
+    out of range.
     """
+    smooth = not (isinstance(smoothing, float) and smoothing == 0)  # an array may be 0
+    x, keep = logits, None
+    if ignore_index is not None:  # masked before any operation touches the logits
+        keep = targets != ignore_index
+        targets = xp.where(keep, targets, xp.zeros_like(targets))
+        x = xp.where(xp.expand_dims(keep, axis=axis), x, xp.zeros_like(x))
+    if softcap is not None:
+        x = softcap * xp.tanh(x / softcap)
+    top = stop_gradient(xp, xp.max(x, axis=axis, keepdims=True))
+    z = x - top
+    lse = shifted_logsumexp(xp, z, axis)
+    n = z.shape[axis]
+    row_weight = None
+    if class_weights is not None:
+        shape = [1] * z.ndim
+        shape[axis] = n
+        w = xp.reshape(class_weights, tuple(shape))
+        if probabilities:
+            t = targets if not smooth else (1.0 - smoothing) * targets + smoothing / n
+            wt = w * t
+            loss = lse * xp.sum(wt, axis=axis) - xp.sum(xlogy_like(xp, wt, z), axis=axis)
+        else:
+            row_weight = take(xp, class_weights, targets)
+            loss = (1.0 - smoothing) * row_weight * (lse - gather(xp, z, targets, axis, guard))
+            if smooth:
+                # s/C sum_c w_c (lse - z_c), the sum over c of (w_c / C) z_c: the
+                # sum of z itself may overflow
+                spread = lse * xp.sum(w / n, axis=axis) - xp.sum((w / n) * z, axis=axis)
+                loss = loss + smoothing * spread
+    else:
+        if probabilities:
+            score = xp.sum(xlogy_like(xp, targets, z), axis=axis)
+        else:
+            score = gather(xp, z, targets, axis, guard)
+        loss = lse - score
+        if smooth:
+            # The mean as a sum of z / n: the sum of z itself may overflow.
+            mean = xp.sum(z * (1.0 / n), axis=axis)
+            loss = lse - (1.0 - smoothing) * score - smoothing * mean
+    if z_loss > 0:
+        log_z = lse + xp.squeeze(top, axis=axis)
+        extra = z_loss * xp.square(log_z)
+        loss = loss + (extra if row_weight is None else row_weight * extra)
+    if keep is not None:
+        loss = xp.where(keep, loss, xp.zeros_like(loss))
+    if probabilities or (class_weights is None and keep is None):
+        return loss
+    total = row_weight if row_weight is not None else astype(xp, keep, loss.dtype)
+    if row_weight is not None and keep is not None:
+        total = xp.where(keep, total, xp.zeros_like(total))
+    return loss, xp.sum(total)
+
+
+def binary_cross_entropy(xp: Any, x: Any, t: Any, pos_weight: Any, with_logits: bool) -> Any:
+    """``-(w t log p + (1 - t) log(1 - p))``, ``w`` the positive class's weight
+    (1 without ``pos_weight``; broadcast along the last axis).
+
+    With logits: ``(1 - t) x + (1 + (w - 1) t) log1p(exp(-x))`` for ``x >= 0``
+    and ``-w t x + (1 + (w - 1) t) log1p(exp(x))`` below, with ``0 * x = 0``
+    so that an infinite logit with its matching target has loss 0.  With
+    probabilities each log is clipped at -100 (MLX, PyTorch); the stand-ins
+    keep the gradient finite at p = 0 and 1, and a NaN probability stays NaN.
+    """
+    wt = t if pos_weight is None else pos_weight * t
     if with_logits:
         positive = x >= 0
         softplus = xp.log1p(xp.exp(xp.where(positive, -x, x)))
-        return xlogy_like(xp, xp.where(positive, 1.0 - t, -t), x) + softplus
+        if pos_weight is not None:
+            softplus = (1.0 - t + wt) * softplus
+        return xlogy_like(xp, xp.where(positive, 1.0 - t, -wt), x) + softplus
     zero, one = x == 0, x == 1
     log_p = xp.where(zero, -100.0, at_least(xp, xp.log(xp.where(zero, xp.ones_like(x), x)), -100.0))
     log_1mp = xp.where(
         one, -100.0, at_least(xp, xp.log1p(-xp.where(one, xp.zeros_like(x), x)), -100.0)
     )
-    return -(t * log_p + (1.0 - t) * log_1mp)
+    return -(wt * log_p + (1.0 - t) * log_1mp)
 
 
-def nll_loss(xp: Any, inputs: Any, targets: Any, axis: int, guard: bool) -> Any:
-    return -gather(xp, inputs, targets, axis, guard)
+def nll_loss(
+    xp: Any, inputs: Any, targets: Any, class_weights: Any, axis: int, guard: bool,
+    ignore_index: int | None,
+) -> Any:
+    """``-w_y x_y``; ignored rows give 0 and, with class weights or
+    ignore_index, ``(loss, total weight of the rows kept)`` (see
+    :func:`cross_entropy`)."""
+    keep = None
+    if ignore_index is not None:
+        keep = targets != ignore_index
+        targets = xp.where(keep, targets, xp.zeros_like(targets))
+        inputs = xp.where(xp.expand_dims(keep, axis=axis), inputs, xp.zeros_like(inputs))
+    loss = -gather(xp, inputs, targets, axis, guard)
+    if class_weights is None and keep is None:
+        return loss
+    total = xp.ones_like(loss)
+    if class_weights is not None:
+        total = take(xp, class_weights, targets)
+        loss = total * loss
+    if keep is not None:
+        loss = xp.where(keep, loss, xp.zeros_like(loss))
+        total = xp.where(keep, total, xp.zeros_like(total))
+    return loss, xp.sum(total)
 
 
 def kl_div_loss(xp: Any, x: Any, t: Any, axis: int) -> Any:
@@ -1147,8 +1232,9 @@ def evaluate(
     ``arrays`` are the loss's arrays in its order, with the per-example
     weights last when ``weighted``; every array is computed in ``dtype``
     except class indices.  The formula's loss is multiplied by the weights,
-    reduced, and returned in ``out_dtype``.  ``formula``: another form of the
-    loss's formula, with its signature (a fast path's), in place of it.
+    reduced (a formula may give the total that 'mean' divides by), and
+    returned in ``out_dtype``.  ``formula``: another form of the loss's
+    formula, with its signature (a fast path's), in place of it.
     """
     if weighted:
         *arrays, weights = arrays
@@ -1159,9 +1245,12 @@ def evaluate(
         for i, a in enumerate(arrays)
     ]
     loss = (formula or FORMULAS[name])(xp, *cast, *params)
+    total = None
+    if isinstance(loss, tuple):  # a mean over a total weight, not a count
+        loss, total = loss
     if weighted:
         loss = loss * astype(xp, weights, dtype)
-    return reduce(xp, loss, reduction, out_dtype)
+    return reduce(xp, loss, reduction, out_dtype, total)
 
 
 FORMULAS = {

@@ -3,6 +3,7 @@ nll_loss, kl_div_loss and hinge_loss."""
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Optional
 
 from . import _native
@@ -19,6 +20,7 @@ from ._common import (
     normalize_axis,
     prepare,
     shape_of,
+    smallest,
     value_range,
     values_known,
 )
@@ -26,21 +28,54 @@ from ._common import (
 Array = Any
 
 
-def _check_class_indices(xp: Any, func: str, targets: Array, num_classes: int) -> bool:
-    """Check the class indices' dtype, and their range where the values can be
-    read (or the fast path reads them); whether the formula must guard them."""
+def _check_class_indices(
+    xp: Any, func: str, targets: Array, num_classes: int, ignore_index: Optional[int] = None
+) -> bool:
+    """Check the class indices' dtype, and their range (``ignore_index``
+    aside) where the values can be read or the fast path reads them; whether
+    the formula must guard them."""
     check_integer(xp, func, "targets", targets)
     if _native.checks_class_indices(xp, targets):
         return False
     if not values_known(xp, targets):
         return True
-    lo, hi = value_range(xp, targets)
+    lo, hi = value_range(xp, targets, exclude=ignore_index)
     if lo < 0 or hi >= num_classes:
+        but = "" if ignore_index is None else f" (besides ignore_index={ignore_index})"
         raise ValueError(
-            f"{func}: targets holds class indices from {int(lo)} to {int(hi)}, but the class "
-            f"axis has {num_classes} entries; expected 0 <= index < {num_classes}"
+            f"{func}: targets holds class indices from {int(lo)} to {int(hi)}{but}, but the "
+            f"class axis has {num_classes} entries; expected 0 <= index < {num_classes}"
         )
     return False
+
+
+def _check_training_options(
+    xp: Any, func: str, class_weights: Any, ignore_index: Any, num_classes: int, probabilities: bool
+) -> None:
+    """``class_weights``: one non-negative weight per class; ``ignore_index``:
+    an int, for class-index targets only."""
+    if class_weights is not None:
+        if shape_of(class_weights) != (num_classes,):
+            raise ValueError(
+                f"{func}: class_weights has shape {shape_of(class_weights)}, but the class axis "
+                f"has {num_classes} entries; expected one weight per class, shape ({num_classes},)"
+            )
+        if values_known(xp, class_weights) and smallest(xp, class_weights) < 0:
+            raise ValueError(
+                f"{func}: class_weights must be >= 0, but its smallest value is "
+                f"{smallest(xp, class_weights):g}"
+            )
+    if ignore_index is not None:
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+            raise TypeError(
+                f"{func}: ignore_index must be an int, got {type(ignore_index).__name__} "
+                f"{ignore_index!r}"
+            )
+        if probabilities:
+            raise ValueError(
+                f"{func}: ignore_index applies to class-index targets, but targets holds "
+                f"probabilities (the shape of logits); give ignored rows zero weight instead"
+            )
 
 
 def _check_log_probabilities(xp: Any, func: str, name: str, x: Array, fix: str) -> None:
@@ -62,6 +97,11 @@ def cross_entropy(
     axis: int = -1,
     label_smoothing: float = 0.0,
     reduction: Reduction = "none",
+    *,
+    class_weights: Optional[Array] = None,
+    ignore_index: Optional[int] = None,
+    z_loss: float = 0.0,
+    logit_softcap: Optional[float] = None,
 ) -> Array:
     r"""Cross entropy between unnormalized ``logits`` and class ``targets``.
 
@@ -88,6 +128,25 @@ def cross_entropy(
         label_smoothing (float or 0-d array, optional): :math:`\alpha` in ``[0, 1)``;
             an array may be traced (checked only where its value is on the host). Default: ``0.0``.
         reduction (str, optional): ``'none'`` | ``'mean'`` | ``'sum'``. Default: ``'none'``.
+        class_weights (array, optional): One weight per class, shape ``(C,)``, as
+            PyTorch's ``weight``: row :math:`n` counts :math:`w_{y_n}` times (with
+            label smoothing, PyTorch's formula: the smoothing term weighs every
+            class by its weight; with probabilities
+            :math:`-\sum_c w_c t'_c \log p_c`).  Keyword only. Default: ``None``.
+        ignore_index (int, optional): Rows whose class index equals it give 0
+            and no gradient (padding tokens); class-index targets only.
+            Keyword only. Default: ``None``.
+        z_loss (float, optional): Adds ``z_loss * logsumexp(logits)**2`` per
+            row kept (PaLM's auxiliary loss, e.g. ``1e-4``). Keyword only.
+            Default: ``0.0``.
+        logit_softcap (float, optional): Replaces the logits by
+            ``c * tanh(logits / c)`` first (Gemma 2 uses 30). Keyword only.
+            Default: ``None``.
+
+    With ``class_weights`` or ``ignore_index``, ``'mean'`` divides the sum by
+    the total class weight of the rows kept (PyTorch's mean; per-example
+    ``weights`` scale the sum only), and a mean over no row is 0 with a zero
+    gradient (PyTorch: NaN).  Otherwise ``'mean'`` is MLX's plain mean.
 
     Returns:
         array: The loss, shape of ``logits`` without ``axis`` for ``'none'``, a
@@ -105,11 +164,15 @@ def cross_entropy(
         array([0.34858736, 0.34858736], dtype=float32)
     """
     func = "cross_entropy"
-    xp = namespace(func, logits=logits, targets=targets, weights=weights)
+    xp = namespace(func, logits=logits, targets=targets, weights=weights, class_weights=class_weights)
     check_reduction(func, reduction)
     smoothing = check_real(
         func, "label_smoothing", label_smoothing, low=0.0, high=1.0, high_inclusive=False, array_ok=True
     )
+    z = check_real(func, "z_loss", z_loss, low=0.0)
+    softcap = None
+    if logit_softcap is not None:
+        softcap = check_real(func, "logit_softcap", logit_softcap, low=0.0, low_inclusive=False)
     if logits.ndim == 0:
         raise ValueError(f"{func}: logits must have a class axis, got a 0-d array")
     ax = normalize_axis(func, axis, logits.ndim)
@@ -122,13 +185,17 @@ def cross_entropy(
             f"{drop_axis(shape_of(logits), ax)} or probabilities of shape {shape_of(logits)}"
         )
     check_weights(func, weights, drop_axis(shape_of(logits), ax))
-    guard = not probabilities and _check_class_indices(xp, func, targets, shape_of(logits)[ax])
+    classes = shape_of(logits)[ax]
+    _check_training_options(xp, func, class_weights, ignore_index, classes, probabilities)
+    guard = not probabilities and _check_class_indices(xp, func, targets, classes, ignore_index)
     out_dtype, dtype = float_dtypes(
-        xp, func, logits=logits, targets=targets if probabilities else None, weights=weights
+        xp, func, logits=logits, targets=targets if probabilities else None, weights=weights,
+        class_weights=class_weights,
     )
+    params = (ax, smoothing, probabilities, guard, softcap, z, ignore_index)
     return _native.call(
-        xp, func, (ax, smoothing, probabilities, guard), reduction, out_dtype, dtype,
-        weights is not None, logits, targets, *(() if weights is None else (weights,)),
+        xp, func, params, reduction, out_dtype, dtype, weights is not None,
+        logits, targets, class_weights, *(() if weights is None else (weights,)),
     )
 
 
@@ -138,6 +205,8 @@ def binary_cross_entropy(
     weights: Optional[Array] = None,
     with_logits: bool = True,
     reduction: Reduction = "mean",
+    *,
+    pos_weight: Optional[Array] = None,
 ) -> Array:
     r"""Binary cross entropy between predictions and targets in ``[0, 1]``.
 
@@ -163,6 +232,10 @@ def binary_cross_entropy(
             multiply the loss. Default: ``None``.
         with_logits (bool, optional): Whether ``inputs`` are logits. Default: ``True``.
         reduction (str, optional): ``'none'`` | ``'mean'`` | ``'sum'``. Default: ``'mean'``.
+        pos_weight (array, optional): The weight of the positive term
+            (:math:`-w\, t \log p`), as PyTorch's ``pos_weight``: shape ``(C,)``
+            for inputs of shape ``(..., C)`` (broadcast along the last axis),
+            or ``()``. Keyword only. Default: ``None``.
 
     Returns:
         array: The loss, shape of ``inputs`` for ``'none'``, a 0-d array otherwise.
@@ -179,10 +252,17 @@ def binary_cross_entropy(
         array(0.51082563, dtype=float32)
     """
     func = "binary_cross_entropy"
-    xp = namespace(func, inputs=inputs, targets=targets, weights=weights)
+    xp = namespace(func, inputs=inputs, targets=targets, weights=weights, pos_weight=pos_weight)
     check_reduction(func, reduction)
     check_same_shape(func, inputs=inputs, targets=targets)
     check_weights(func, weights, shape_of(inputs))
+    if pos_weight is not None:
+        last = shape_of(inputs)[-1:]
+        if shape_of(pos_weight) not in ((), last):
+            raise ValueError(
+                f"{func}: pos_weight has shape {shape_of(pos_weight)}, but inputs has shape "
+                f"{shape_of(inputs)}; expected {last} (one weight per class of the last axis) or ()"
+            )
     if not with_logits and values_known(xp, inputs):
         lo, hi = value_range(xp, inputs, sample=True)
         if lo < 0 or hi > 1:
@@ -198,15 +278,23 @@ def binary_cross_entropy(
                 f"values from {lo:g} to {hi:g}; map class labels to 0 and 1 (for -1/1 labels: "
                 f"(targets + 1) / 2)"
             )
-    out_dtype, dtype = float_dtypes(xp, func, inputs=inputs, targets=targets, weights=weights)
+    out_dtype, dtype = float_dtypes(
+        xp, func, inputs=inputs, targets=targets, weights=weights, pos_weight=pos_weight
+    )
     return _native.call(
         xp, func, (bool(with_logits),), reduction, out_dtype, dtype, weights is not None,
-        inputs, targets, *(() if weights is None else (weights,)),
+        inputs, targets, pos_weight, *(() if weights is None else (weights,)),
     )
 
 
 def nll_loss(
-    inputs: Array, targets: Array, axis: int = -1, reduction: Reduction = "none"
+    inputs: Array,
+    targets: Array,
+    axis: int = -1,
+    reduction: Reduction = "none",
+    *,
+    class_weights: Optional[Array] = None,
+    ignore_index: Optional[int] = None,
 ) -> Array:
     r"""Negative log likelihood of class ``targets`` under log-probabilities ``inputs``.
 
@@ -219,6 +307,14 @@ def nll_loss(
         targets (array): Integer class indices, the shape of ``inputs`` without ``axis``.
         axis (int, optional): The class axis. Default: ``-1``.
         reduction (str, optional): ``'none'`` | ``'mean'`` | ``'sum'``. Default: ``'none'``.
+        class_weights (array, optional): One weight per class, shape ``(C,)``:
+            row :math:`n`'s loss is :math:`-w_{y_n} x_{y_n}`. Keyword only.
+            Default: ``None``.
+        ignore_index (int, optional): Rows whose class index equals it give 0
+            and no gradient. Keyword only. Default: ``None``.
+
+    With ``class_weights`` or ``ignore_index``, ``'mean'`` divides by the total
+    class weight of the rows kept, as PyTorch; a mean over no row is 0.
 
     Returns:
         array: The loss, shape of ``inputs`` without ``axis`` for ``'none'``.
@@ -231,7 +327,7 @@ def nll_loss(
         array([0.69314718, 0.22314355])
     """
     func = "nll_loss"
-    xp = namespace(func, inputs=inputs, targets=targets)
+    xp = namespace(func, inputs=inputs, targets=targets, class_weights=class_weights)
     check_reduction(func, reduction)
     ax = normalize_axis(func, axis, inputs.ndim)
     expected = drop_axis(shape_of(inputs), ax)
@@ -240,10 +336,15 @@ def nll_loss(
             f"{func}: targets has shape {shape_of(targets)}, but inputs has shape "
             f"{shape_of(inputs)}; expected class indices of shape {expected}"
         )
-    guard = _check_class_indices(xp, func, targets, shape_of(inputs)[ax])
-    out_dtype, dtype = float_dtypes(xp, func, inputs=inputs)
+    classes = shape_of(inputs)[ax]
+    _check_training_options(xp, func, class_weights, ignore_index, classes, False)
+    guard = _check_class_indices(xp, func, targets, classes, ignore_index)
+    out_dtype, dtype = float_dtypes(xp, func, inputs=inputs, class_weights=class_weights)
     _check_log_probabilities(xp, func, "inputs", inputs, "pass log_softmax(logits), or use cross_entropy on logits")
-    return _native.call(xp, func, (ax, guard), reduction, out_dtype, dtype, False, inputs, targets)
+    return _native.call(
+        xp, func, (ax, guard, ignore_index), reduction, out_dtype, dtype, False,
+        inputs, targets, class_weights,
+    )
 
 
 def kl_div_loss(
