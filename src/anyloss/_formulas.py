@@ -386,7 +386,7 @@ def softmax_focal_loss(
 ) -> Any:
     """``-w_y (1 - p_y)^gamma log p_y``: ``-log p_y`` is the cross entropy
     (exact for a confident, right prediction), and the factor is taken from it."""
-    ce = cross_entropy(xp, logits, targets, axis, 0.0, False, guard)
+    ce = cross_entropy(xp, logits, targets, None, axis, 0.0, False, guard, None, 0.0, None)
     return softmax_focal_of_ce(xp, ce, targets, class_weights, gamma, guard)
 
 
@@ -410,7 +410,8 @@ def poly1_cross_entropy(
     ``CE = -sum(t log p)`` and ``1 - p_t = sum(t (1 - p))``, with
     ``1 - p = -expm1(log p)`` and ``0 log 0 = 0``."""
     if not probabilities:
-        return poly1_of_ce(xp, cross_entropy(xp, logits, targets, axis, 0.0, False, guard), epsilon)
+        ce = cross_entropy(xp, logits, targets, None, axis, 0.0, False, guard, None, 0.0, None)
+        return poly1_of_ce(xp, ce, epsilon)
     t = astype(xp, targets, logits.dtype)
     z = logits - stop_gradient(xp, xp.max(logits, axis=axis, keepdims=True))
     log_p = z - xp.expand_dims(shifted_logsumexp(xp, z, axis), axis=axis)
@@ -510,7 +511,7 @@ def soft_margin_loss(xp: Any, x: Any, t: Any) -> Any:
 
 def multilabel_soft_margin_loss(xp: Any, x: Any, t: Any, class_weights: Any) -> Any:
     """The mean over the last axis of ``w_c BCE(x_c, t_c)`` with logits."""
-    loss = binary_cross_entropy(xp, x, t, True)
+    loss = binary_cross_entropy(xp, x, t, None, True)
     if class_weights is not None:
         loss = loss * class_weights
     return xp.sum(loss, axis=-1) / x.shape[-1]
@@ -546,9 +547,9 @@ def info_nce_loss(xp: Any, q: Any, k: Any, temperature: float, symmetric: bool) 
     tiny, non-negative loss."""
     logits = cosine_logits(xp, q, k, temperature)
     own = xp.arange(q.shape[0], **_on_device(xp, logits))
-    loss = cross_entropy(xp, logits, own, 1, 0.0, False, False)
+    loss = cross_entropy(xp, logits, own, None, 1, 0.0, False, False, None, 0.0, None)
     if symmetric:
-        loss = 0.5 * (loss + cross_entropy(xp, logits, own, 0, 0.0, False, False))
+        loss = 0.5 * (loss + cross_entropy(xp, logits, own, None, 0, 0.0, False, False, None, 0.0, None))
     return loss
 
 

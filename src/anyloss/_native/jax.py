@@ -58,7 +58,7 @@ def compiled(
 
 def run(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays):
     if name in ("cross_entropy", "nll_loss") and checks_class_indices(arrays[1]):
-        _check_range(name, arrays[0], np.asarray(arrays[1]), params[0])
+        _check_range(name, arrays[0], np.asarray(arrays[1]), params[0], params[-1])
     return compiled(name, params, reduction, out_dtype, dtype, weighted)(*arrays)
 
 
@@ -86,7 +86,7 @@ def _form(name: str, params: tuple[Any, ...]) -> Callable[..., Any] | None:
     """The form of loss ``name`` for XLA, with its formula's signature, or
     ``None`` for the formula itself."""
     if name == "cross_entropy":
-        return _probabilities(*params[:2]) if params[2] else F.cross_entropy_plain
+        return _cross_entropy(*params)
     if name == "kl_div_loss":
         return _kl_div(*params)
     if name == "cosine_similarity_loss":
@@ -191,6 +191,26 @@ def _kl_div(axis: int) -> Callable[..., Any]:
 
     loss.defjvp(rule, symbolic_zeros=True)
     return lambda xp, x, t, *params: loss(x, t)
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _cross_entropy(
+    axis: int, smoothing: float, probabilities: bool, guard: bool, softcap: Any, z_loss: float,
+    ignore: Any,
+) -> Callable[..., Any]:
+    """Cross entropy as the native kernels compute it where no training
+    option is given (class weights are seen when traced), else the formula."""
+    plain = softcap is None and not z_loss and ignore is None
+    dense = _probabilities(axis, smoothing) if probabilities else None
+
+    def form(xp, logits, targets, class_weights, *params):
+        if not plain or class_weights is not None:
+            return F.cross_entropy(xp, logits, targets, class_weights, *params)
+        if probabilities:
+            return dense(xp, logits, targets)
+        return F.cross_entropy_plain(xp, logits, targets, axis, smoothing, False, guard)
+
+    return form
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)

@@ -93,11 +93,17 @@ NAMESPACE = _namespace()
 
 def _body(state: Any) -> Any:
     """The traced function of one configuration; it records the input
-    signatures it has seen in ``state``."""
+    signatures it has seen in ``state``.  ``mx.compile`` takes arrays only:
+    the optional arrays left out (``None``, at the positions in the
+    configuration's last entry) are put back here."""
 
     def body(*arrays: Any) -> Any:
         state.signatures.add(tuple((a.shape, a.dtype) for a in arrays))
-        return computation(NAMESPACE, *state.static, *arrays)
+        *static, missing = state.static
+        if missing:
+            given = iter(arrays)
+            arrays = tuple(None if i in missing else next(given) for i in range(len(arrays) + len(missing)))
+        return computation(NAMESPACE, *static, *arrays)
 
     return body
 
@@ -161,10 +167,12 @@ _CACHE: OrderedDict[tuple[Any, ...], Compiled] = OrderedDict()
 
 
 def compiled(
-    name: str, params: tuple[Any, ...], reduction: str, out_dtype: Any, dtype: Any, weighted: bool
+    name: str, params: tuple[Any, ...], reduction: str, out_dtype: Any, dtype: Any, weighted: bool,
+    missing: tuple[int, ...] = (),
 ) -> Compiled:
-    """The compiled computation of one loss configuration (bounded cache)."""
-    key = (name, params, reduction, out_dtype, dtype, weighted)
+    """The compiled computation of one loss configuration, the arrays at
+    ``missing`` left out (bounded cache)."""
+    key = (name, params, reduction, out_dtype, dtype, weighted, missing)
     try:
         found = _CACHE[key]
         _CACHE.move_to_end(key)
@@ -185,7 +193,7 @@ def run(
     weighted: bool,
     *arrays: Any,
 ) -> Any:
-    for a in arrays:
-        if a is None:  # an optional array left out: mx.compile takes arrays only
-            return computation(NAMESPACE, name, params, reduction, out_dtype, dtype, weighted, *arrays)
-    return compiled(name, params, reduction, out_dtype, dtype, weighted)(*arrays)
+    missing = tuple(i for i, a in enumerate(arrays) if a is None)  # optional arrays left out
+    if missing:
+        arrays = tuple(a for a in arrays if a is not None)
+    return compiled(name, params, reduction, out_dtype, dtype, weighted, missing)(*arrays)

@@ -222,12 +222,15 @@ def checks_class_indices(targets: Any) -> bool:
     return type(targets) is np.ndarray
 
 
-def _check_range(func: str, x: Any, targets: Any, axis: int) -> None:
-    """Class indices in ``[0, classes)``, with the front door's error.  One
-    pass: a negative index seen as unsigned is at least ``2 ** (bits - 1)``."""
+def _check_range(func: str, x: Any, targets: Any, axis: int, ignore: Any = None) -> None:
+    """Class indices in ``[0, classes)`` (``ignore`` aside), with the front
+    door's error.  One pass: a negative index seen as unsigned is at least
+    ``2 ** (bits - 1)``."""
     classes = x.shape[axis]
     if not targets.size:
         return
+    if ignore is not None:
+        targets = np.where(targets == ignore, np.zeros((), targets.dtype), targets)
     if targets.dtype.kind == "u":
         bad = np.maximum.reduce(targets, axis=None) >= classes
     elif targets.dtype.kind == "i" and classes <= 1 << (8 * targets.itemsize - 1):
@@ -236,8 +239,9 @@ def _check_range(func: str, x: Any, targets: Any, axis: int) -> None:
         bad = np.minimum.reduce(targets, axis=None) < 0 or np.maximum.reduce(targets, axis=None) >= classes
     if bad:
         lo, hi = int(np.min(targets)), int(np.max(targets))
+        but = "" if ignore is None else f" (besides ignore_index={ignore})"
         raise ValueError(
-            f"{func}: targets holds class indices from {lo} to {hi}, but the class axis has "
+            f"{func}: targets holds class indices from {lo} to {hi}{but}, but the class axis has "
             f"{classes} entries; expected 0 <= index < {classes}"
         )
 
@@ -245,6 +249,7 @@ def _check_range(func: str, x: Any, targets: Any, axis: int) -> None:
 # loss -> its plain form (see _formulas) and that form's parameters, or None;
 # a form that returns the loss alone is exact wherever its result is not NaN
 _PLAIN: dict[str, Callable[[tuple[Any, ...]], Any]] = {
+    # (pos_weight is None: see run)
     "binary_cross_entropy": lambda p: (bce_logits_plain, ()) if p[0] else None,
     "cosine_similarity_loss": lambda p: (cosine_plain, p),
     "kl_div_loss": lambda p: (kl_div_plain, p),
@@ -257,11 +262,15 @@ def _evaluate(name, params, reduction, out_dtype, dtype, weighted, arrays):
     """``evaluate`` on :data:`lean`, by the loss's plain form where that is exact."""
     plain = _PLAIN.get(name)
     form = plain(params) if plain is not None else None
+    if form is not None and name == "binary_cross_entropy" and arrays[2] is not None:
+        form = None  # the plain form has no pos_weight
     if form is not None:
         if weighted:
             *values, weights = arrays
         else:
             values = arrays
+        if name == "binary_cross_entropy":
+            values = values[:2]  # without the pos_weight left out
         # NumPy's warnings are the formula's: the plain form's 0 * inf and
         # overflowing squares are not the caller's (they fail the condition).
         with np.errstate(all="ignore"):
@@ -279,7 +288,7 @@ def _evaluate(name, params, reduction, out_dtype, dtype, weighted, arrays):
 def run(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays):
     if name == "nll_loss" or (name == "cross_entropy" and not params[2]):
         if type(arrays[1]) is np.ndarray:  # the front door left the check to us
-            _check_range(name, arrays[0], arrays[1], params[0])
+            _check_range(name, arrays[0], arrays[1], params[0], params[-1])
     for a in arrays:
         if type(a) is not np.ndarray and a is not None:  # subclasses keep their own dispatch
             return evaluate(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays)
@@ -287,11 +296,20 @@ def run(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays):
         arrays[0].size >= THRESHOLD * _LIGHT.get(name, 1)
         and (name in ROWS or name in ELEMENTWISE)
         and not getattr(_local, "inside", False)
+        and not _per_class(name, params, arrays)
     ):
         plan = _plan(name, params, arrays)
         if plan is not None:
             return _blocked(plan, name, reduction, out_dtype, dtype, weighted)
     return _evaluate(name, params, reduction, out_dtype, dtype, weighted, arrays)
+
+
+def _per_class(name: str, params: tuple[Any, ...], arrays: tuple[Any, ...]) -> bool:
+    """Whether a call has per-class arrays (class_weights, pos_weight) or a
+    mean over kept rows, which blocks do not cut: it runs directly."""
+    if name == "cross_entropy":
+        return arrays[2] is not None or params[6] is not None
+    return name == "binary_cross_entropy" and arrays[2] is not None
 
 
 class _Plan:

@@ -164,39 +164,51 @@ def _class_axis_first(x: Any, axis: int) -> Any:
     return x.movedim(axis, 1)
 
 
-def _range_error(func: str, targets: Any, classes: int) -> ValueError:
-    lo, hi = (int(v) for v in torch.aminmax(targets.detach()))
+def _range_error(func: str, targets: Any, classes: int, ignore: Any = None) -> ValueError:
+    t = targets.detach()
+    but = ""
+    if ignore is not None:
+        t = t.masked_fill(t == ignore, 0)
+        but = f" (besides ignore_index={ignore})"
+    lo, hi = (int(v) for v in torch.aminmax(t))
     return ValueError(
-        f"{func}: targets holds class indices from {lo} to {hi}, but the class axis has "
+        f"{func}: targets holds class indices from {lo} to {hi}{but}, but the class axis has "
         f"{classes} entries; expected 0 <= index < {classes}"
     )
 
 
 def _indexed(func: str, kernel: Any, x: Any, targets: Any, axis: int, guard: bool,
-             reduction: str, *options: Any) -> Any:
-    """``kernel`` (cross entropy, nll) of ``x`` at class indices ``targets``.
+             reduction: str, class_weights: Any, ignore: Any, *options: Any) -> Any:
+    """``kernel`` (cross entropy, nll) of ``x`` at class indices ``targets``,
+    with torch's ``weight`` and ``ignore_index``.
 
     On the host torch's own range check raises, and becomes our error.  With
     ``guard`` (indices that could not be read) an index out of range gives
     NaN, as the portable formula does, and is never read out of bounds.
+    'mean' with class weights or ignore_index is torch's (the sum over the
+    kept rows' total weight), NaN over no row: the caller checks it.
     """
     if targets.dtype is not torch.int64:
         targets = targets.long()  # uint8 passes, but label smoothing reads it as a mask
     x = _class_axis_first(x, axis)
+    ignore_index = _NO_IGNORE if ignore is None else ignore
     if guard:
         classes = x.shape[0 if x.ndim == 1 else 1]
         valid = (targets >= 0) & (targets < classes)
+        if ignore is not None:
+            valid = valid | (targets == ignore)
         safe = torch.where(valid, targets, torch.zeros_like(targets))
-        loss = kernel(x, safe, None, 0, _NO_IGNORE, *options)
+        loss = kernel(x, safe, class_weights, 0, ignore_index, *options)
         return _reduce(torch.where(valid, loss, torch.full_like(loss, math.nan)), reduction)
     try:
-        return kernel(x, targets, None, _ENUM[reduction], _NO_IGNORE, *options)
+        return kernel(x, targets, class_weights, _ENUM[reduction], ignore_index, *options)
     except (IndexError, RuntimeError):
         if _host(targets) and targets.numel():
-            lo, hi = torch.aminmax(targets.detach())
+            t = targets.detach() if ignore is None else targets.detach().masked_fill(targets == ignore, 0)
+            lo, hi = torch.aminmax(t)
             classes = x.shape[0 if x.ndim == 1 else 1]
             if lo < 0 or hi >= classes:
-                raise _range_error(func, targets, classes) from None
+                raise _range_error(func, targets, classes, ignore) from None
         raise
 
 
@@ -204,54 +216,98 @@ def _weighted(loss: Any, weights: Any, reduction: str, dtype: Any) -> Any:
     return _reduce(loss * _to(weights, dtype), reduction)
 
 
-def _cross_entropy(params, reduction, dtype, weighted, logits, targets, *weights):
-    axis, smoothing, probabilities, guard = params
+def _kernel_options(reduction, weighted, guard, class_weights, ignore, *arrays):
+    """Whether torch's index kernels give our numbers for these training
+    options: 'mean' over class weights or kept rows only where its NaN over
+    no row can be seen (on the host, unweighted, unguarded)."""
+    if class_weights is None and ignore is None:
+        return True
+    if guard:
+        return False
+    if reduction == "mean" and (weighted or not all(_host(a) for a in arrays)):
+        return False
+    return True
+
+
+def _cross_entropy(params, reduction, dtype, weighted, logits, targets, class_weights, *weights):
+    axis, smoothing, probabilities, guard, softcap, z_loss, ignore = params
+    if softcap is not None or z_loss:
+        return None  # no kernel has them: the formula
     x = _to(logits, dtype)
+    cw = None if class_weights is None else _to(class_weights, dtype)
     kernel_reduction = "none" if weighted else reduction
     if probabilities:
-        loss = _ce_probabilities(x, _to(targets, dtype), axis, smoothing, kernel_reduction)
-        if loss is None:
+        # torch's kernel: -sum_c w_c t'_c log_softmax(x)_c, the mean over the
+        # rows; 0 * -inf (a zero-probability class at a -inf logit) is NaN, so
+        # it stands only where read on the host (below).
+        if not (_host(x) and _host(targets)):
+            return None
+        loss = _nn.cross_entropy_loss(
+            _class_axis_first(x, axis), _class_axis_first(_to(targets, dtype), axis), cw,
+            _ENUM[kernel_reduction], _NO_IGNORE, smoothing,
+        )
+        if not _stands(loss):
             return None
     else:
+        if not _kernel_options(reduction, weighted, guard, cw, ignore, x, targets):
+            return None
+        if ignore is not None and not _host(x):
+            # torch's gradient of a NaN logit in an ignored row is NaN; the
+            # host reads the logits instead (below)
+            keep = (targets != ignore).unsqueeze(axis)
+            x = torch.where(keep, x, torch.zeros((), dtype=x.dtype, device=x.device))
         loss = _indexed("cross_entropy", _nn.cross_entropy_loss, x, targets, axis, guard,
-                        kernel_reduction, smoothing)
-    # log(sum(exp)) rounds a confident row's tiny loss to 0; an infinite logit,
-    # or the sum of the logits under label smoothing, may make it nan or inf.
-    if not _stands(loss):
-        return None
+                        kernel_reduction, cw, ignore, smoothing)
+        # log(sum(exp)) rounds a confident row's tiny loss to 0; an infinite logit,
+        # or the sum of the logits under label smoothing, may make it nan or inf.
+        if not _stands(_kept(loss, targets, ignore, cw)):
+            return None
+        if ignore is not None and _host(x) and _differentiated(x) and x.numel():
+            if not math.isfinite(x.detach().sum().item()):
+                return None
     return _weighted(loss, weights[0], reduction, dtype) if weighted else loss
 
 
-def _ce_probabilities(x, p, axis, smoothing, reduction):
-    """``logsumexp(z) - sum(w z)`` with ``z = x - max`` (a constant for
-    autodiff) and ``w = (1 - s) p + s / n``: the formula of
-    ``_formulas.cross_entropy`` with ``logsumexp`` for its ``log1p`` form
-    (see ``_stands``), read on the host (``0 * -inf`` makes NaN)."""
-    if not (_host(x) and _host(p)):
+def _kept(loss: Any, targets: Any, ignore: Any, class_weights: Any) -> Any:
+    """The unreduced ``loss`` with 1 for the rows whose 0 stands (ignored,
+    or of a class weighing 0), for :func:`_stands`."""
+    if loss.ndim == 0 or (ignore is None and class_weights is None) or not _host(loss):
+        return loss
+    zero = None if ignore is None else targets == ignore
+    if class_weights is not None:
+        safe = targets.long() if zero is None else targets.long().masked_fill(zero, 0)
+        weightless = class_weights[safe] == 0
+        zero = weightless if zero is None else zero | weightless
+    return loss.detach().masked_fill(zero, 1.0)
+
+
+def _nll(params, reduction, dtype, weighted, inputs, targets, class_weights):
+    axis, guard, ignore = params
+    x = _to(inputs, dtype)
+    cw = None if class_weights is None else _to(class_weights, dtype)
+    if not _kernel_options(reduction, weighted, guard, cw, ignore, x, targets):
         return None
-    z = x - torch.amax(x.detach(), dim=axis, keepdim=True)
-    if smoothing:
-        p = torch.lerp(p, _constant(1.0 / x.shape[axis], p), smoothing)
-    loss = torch.logsumexp(z, axis) - _linalg.linalg_vecdot(p, z, dim=axis)
-    return _reduce(loss, reduction)
+    loss = _indexed("nll_loss", _nn.nll_loss_nd, x, targets, axis, guard, reduction, cw, ignore)
+    if reduction == "mean" and (cw is not None or ignore is not None):
+        if not math.isfinite(loss.item()):
+            return None  # a mean over no row: 0, by the formula
+    return loss
 
 
-def _nll(params, reduction, dtype, weighted, inputs, targets):
-    axis, guard = params
-    return _indexed("nll_loss", _nn.nll_loss_nd, _to(inputs, dtype), targets, axis, guard, reduction)
-
-
-def _bce(params, reduction, dtype, weighted, x, t, *weights):
+def _bce(params, reduction, dtype, weighted, x, t, pos_weight, *weights):
     (with_logits,) = params
     x, t = _to(x, dtype), _to(t, dtype)
     kernel_reduction = _ENUM["none" if weighted else reduction]
     if with_logits:
-        loss = torch.binary_cross_entropy_with_logits(x, t, None, None, kernel_reduction)
+        pw = None if pos_weight is None else _to(pos_weight, dtype)
+        loss = torch.binary_cross_entropy_with_logits(x, t, None, pw, kernel_reduction)
         # log1p(exp(-|x|)) rounds a confident prediction's tiny loss to 0, and
         # (1 - t) x is nan for an infinite logit with its matching target.
         if not _stands(loss):
             return None
     else:
+        if pos_weight is not None:
+            return None  # torch's binary_cross_entropy has no pos_weight
         # The kernel's values are ours; its gradient divides by max(p (1 - p),
         # 1e-12), ours by p (1 - p), with stand-ins at p = 0 and 1.
         if _differentiated(x, t):
