@@ -287,8 +287,12 @@ class Case:
     optax: Peer | None = None
     # keyword arguments of anyloss.<name> and mlx.nn.losses.<name>
     params: dict[str, Any] = field(default_factory=dict)
+    # our call, where it is not anyloss.<name>(*inputs, **params) (a loss's options)
+    call: Callable[..., Any] | None = None
 
     def ours(self) -> Callable[..., Any]:
+        if self.call is not None:
+            return self.call
         fn = getattr(anyloss, self.name)
         if "reduction" not in inspect.signature(fn).parameters:  # a scalar already (ntxent_loss)
             return functools.partial(fn, **self.params)
@@ -688,4 +692,77 @@ CASES += (
     Case("ctc_loss", "sequences", sequences, _no_plain_ctc,
          torch_expr("F.ctc_loss(log_softmax(x).transpose(0, 1), ...)", _torch_ctc),
          Peer("optax.ctc_loss (paddings from the lengths)", _optax_ctc)),
+)
+
+
+# ------------------------------------------- the training options against their peers
+
+PAD = -100  # PyTorch's default ignore_index
+
+
+def padded_logits(rng, shape) -> Arrays:
+    """Logits, class indices with one row in eight padding, and class weights."""
+    x, y = logits(rng, shape)
+    y[::8] = PAD
+    return [x, y, rng.uniform(0.5, 2.0, size=shape[-1:]).astype(np.float32)]
+
+
+def padded_log_probs(rng, shape) -> Arrays:
+    x, y, w = padded_logits(rng, shape)
+    return [_log_softmax(rng, shape), y, w]
+
+
+def binary_pos_weight(rng, shape) -> Arrays:
+    return binary(rng, shape) + [np.array(3.0, dtype=np.float32)]
+
+
+def _kept(xp, y, w):
+    keep = y != PAD
+    safe = xp.where(keep, y, xp.zeros_like(y))
+    return safe, xp.where(keep, xp.take(w, safe), xp.zeros_like(w[:1]))
+
+
+def _ce_options(xp, x, y, w):
+    """sum(w[y] (logsumexp(x) - x[y]) over rows kept) / sum(w[y] over rows kept)"""
+    safe, wy = _kept(xp, y, w)
+    m = xp.max(x, axis=-1, keepdims=True)
+    lse = xp.log(xp.sum(xp.exp(x - m), axis=-1)) + m[:, 0]
+    rows = lse - xp.take_along_axis(x, safe[:, None], axis=-1)[:, 0]
+    return xp.sum(wy * rows) / xp.sum(wy)
+
+
+def _nll_options(xp, x, y, w):
+    """-sum(w[y] x[y] over rows kept) / sum(w[y] over rows kept)"""
+    safe, wy = _kept(xp, y, w)
+    return -xp.sum(wy * xp.take_along_axis(x, safe[:, None], axis=-1)[:, 0]) / xp.sum(wy)
+
+
+def _bce_pos_weight(xp, x, y, w):
+    """mean((1 - y) x + (1 + (w - 1) y) (log1p(exp(-abs(x))) + max(-x, 0)))"""
+    return xp.mean((1 - y) * x + (1 + (w - 1) * y) * (xp.log1p(xp.exp(-xp.abs(x))) + xp.maximum(-x, 0)))
+
+
+def _torch_ce_options(t, x, y, w):
+    return t.nn.functional.cross_entropy(x, y.long(), weight=w, ignore_index=PAD)
+
+
+def _torch_nll_options(t, x, y, w):
+    return t.nn.functional.nll_loss(x, y.long(), weight=w, ignore_index=PAD)
+
+
+def _torch_bce_pos_weight(t, x, y, w):
+    return t.nn.functional.binary_cross_entropy_with_logits(x, y, pos_weight=w)
+
+
+CASES += (
+    Case("cross_entropy+class_weights+ignore_index", "classes", padded_logits, _ce_options,
+         torch_expr("F.cross_entropy(weight=w, ignore_index=-100)", _torch_ce_options),
+         call=lambda x, y, w: anyloss.cross_entropy(
+             x, y, reduction="mean", class_weights=w, ignore_index=PAD)),
+    Case("nll_loss+class_weights+ignore_index", "classes", padded_log_probs, _nll_options,
+         torch_expr("F.nll_loss(weight=w, ignore_index=-100)", _torch_nll_options),
+         call=lambda x, y, w: anyloss.nll_loss(x, y, reduction="mean", class_weights=w, ignore_index=PAD)),
+    Case("binary_cross_entropy+pos_weight", "elementwise", binary_pos_weight, _bce_pos_weight,
+         torch_expr("F.binary_cross_entropy_with_logits(pos_weight=w)", _torch_bce_pos_weight),
+         call=lambda x, y, w: anyloss.binary_cross_entropy(x, y, pos_weight=w)),
 )

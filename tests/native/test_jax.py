@@ -430,3 +430,55 @@ def test_caches_are_bounded():
     for delta in (0.25, 0.5, 0.75):
         anyloss.huber_loss(jnp.ones(3), jnp.zeros(3), delta=delta)
     assert fast.compiled.cache_info().currsize <= min(before + 3, fast.CACHE_SIZE)
+
+
+# ---------------------------------------------------------- training options
+
+
+def _training(name):
+    """Arrays and options of a call with every training option of ``name``;
+    class 2 is both a real class and the ignore_index."""
+    rng = _rng("training", name)
+    if name == "binary_cross_entropy":
+        x, t = rng.standard_normal((6, 5)) * 3, rng.random((6, 5))
+        return (x, t), {"pos_weight": rng.uniform(0.2, 3.0, 5)}
+    x = rng.standard_normal((8, 5)) * 2
+    if name == "nll_loss":
+        x = _log_softmax(x, -1)
+    y = rng.integers(0, 5, 8)
+    y[[1, 4]] = 2
+    options = {"class_weights": rng.uniform(0.2, 2.0, 5), "ignore_index": 2}
+    if name == "cross_entropy":
+        options.update(label_smoothing=0.1, z_loss=1e-3, logit_softcap=4.0)
+    return (x, y), options
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name", ("cross_entropy", "nll_loss", "binary_cross_entropy"))
+def test_training_options_match_portable(name, reduction):
+    """Eager and under jit, values and gradients: the cached computation is the formula's."""
+    (x, y), options = _training(name)
+    x = jnp.asarray(x, jnp.float32)
+    y = jnp.asarray(y) if y.dtype.kind in "iu" else jnp.asarray(y, jnp.float32)
+    options = {k: jnp.asarray(v, jnp.float32) if isinstance(v, np.ndarray) else v for k, v in options.items()}
+
+    def f(a):
+        return jnp.sum(getattr(anyloss, name)(a, y, reduction=reduction, **options))
+
+    got = jax.value_and_grad(f)(x)
+    with _native.portable():
+        want = jax.value_and_grad(f)(x)
+    _close_all(got, want, "float32", name)
+    _close_all(*_both(jax.grad(f), x), "float32", name)
+
+
+@pytest.mark.parametrize("name", ("cross_entropy", "nll_loss", "binary_cross_entropy"))
+def test_training_options_compile_once(name):
+    (x, y), options = _training(name)
+    options = {k: jnp.asarray(v, jnp.float32) if isinstance(v, np.ndarray) else v for k, v in options.items()}
+    call = lambda s: getattr(anyloss, name)(jnp.asarray(x * s, jnp.float32), jnp.asarray(y), **options)  # noqa: E731
+    jax.block_until_ready(call(1.0))
+    with _Compiles() as counter:
+        for scale in (0.5, 0.75):
+            jax.block_until_ready(call(scale))
+    assert counter.events == [], f"{name}: an eager call with training options traced or compiled"

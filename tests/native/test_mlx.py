@@ -552,3 +552,45 @@ def test_configurations_are_bounded(monkeypatch):
     anyloss.huber_loss(x, x * 0, delta=1.5)
     anyloss.huber_loss(x, x * 0, delta=3.0)
     assert [key[1] for key in fast._CACHE] == [(2.5,), (1.5,), (3.0,)]
+
+
+# ---------------------------------------------------------- training options
+
+
+def _training(name):
+    """Arrays and options of a call with every training option of ``name``
+    (class 2 is both a real class and the ignore_index), as MLX arrays."""
+    rng = np.random.default_rng(zlib_seed("training", name))
+    if name == "binary_cross_entropy":
+        x, t = rng.standard_normal((6, 5)) * 3, rng.random((6, 5))
+        return [_mx(x), _mx(t)], {"pos_weight": _mx(rng.uniform(0.2, 3.0, 5))}
+    x = rng.standard_normal((8, 5)) * 2
+    if name == "nll_loss":
+        x = _log_softmax(x)
+    y = rng.integers(0, 5, 8)
+    y[[1, 4]] = 2
+    options = {"class_weights": _mx(rng.uniform(0.2, 2.0, 5)), "ignore_index": 2}
+    if name == "cross_entropy":
+        options.update(label_smoothing=0.1, z_loss=1e-3, logit_softcap=4.0)
+    return [_mx(x), mx.array(y.astype(np.int32))], options
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name", ("cross_entropy", "nll_loss", "binary_cross_entropy"))
+def test_training_options_match_portable(name, reduction, spy):
+    """Compiled (traced once for repeated calls) with the values and
+    gradients of the portable formula."""
+    arrays, options = _training(name)
+    got = _call(name, arrays, options, reduction)
+    _call(name, arrays, options, reduction)  # (MLX's first compile in a process may trace twice)
+    traced = spy.calls
+    _call(name, arrays, options, reduction)
+    assert traced and spy.calls == traced
+    f = lambda a: mx.sum(_call(name, [a, arrays[1]], options, reduction))  # noqa: E731
+    value, grad = mx.value_and_grad(f)(arrays[0])
+    with _native.portable():
+        want = _call(name, arrays, options, reduction)
+        want_value, want_grad = mx.value_and_grad(f)(arrays[0])
+    _close(got, want, 3e-6, name)
+    _close(value, want_value, 3e-6, name)
+    _close(grad, want_grad, 3e-6, name)

@@ -406,7 +406,7 @@ def test_bce_plain_is_the_formula(dtype):
     x, t = (a.astype(dt).ravel() for a in np.meshgrid(logits, targets))
     with np.errstate(all="ignore"):
         plain = _formulas.bce_logits_plain(fast.lean, x, t)
-        formula = _formulas.binary_cross_entropy(compat_np, x, t, True)
+        formula = _formulas.binary_cross_entropy(compat_np, x, t, None, True)
     shown = ~np.isnan(plain)
     np.testing.assert_array_equal(plain[shown], formula[shown])
     # NaN only from 0 * inf or a NaN input: where the formula runs instead
@@ -619,3 +619,33 @@ def test_an_error_in_a_block_is_raised(blocked, monkeypatch):
     x, y = np.random.default_rng(19).standard_normal((2, 2000))
     with pytest.raises(MemoryError, match="block 3"):
         anyloss.mse_loss(x, y)
+
+
+# ---------------------------------------------------------- training options
+
+
+@pytest.mark.parametrize("rows", (8, 1 << 15))  # direct, and past the blocks' threshold
+@pytest.mark.parametrize("reduction", ("none", "mean", "sum"))
+def test_training_options_match_portable(rows, reduction):
+    """Class weights, ignore_index, z-loss, soft-capping and pos_weight run
+    directly (no block cuts a per-class array or a mean over kept rows)."""
+    rng = np.random.default_rng(rows)
+    x = rng.standard_normal((rows, 5)) * 2
+    y = rng.integers(0, 5, rows)
+    y[::3] = 2
+    w = rng.uniform(0.2, 2.0, 5)
+    calls = [
+        lambda: anyloss.cross_entropy(x, y, reduction=reduction, class_weights=w, ignore_index=2,
+                                      label_smoothing=0.1, z_loss=1e-3, logit_softcap=4.0),
+        lambda: anyloss.cross_entropy(x, y, reduction=reduction, ignore_index=2),
+        lambda: anyloss.nll_loss(x - 9.0, y, reduction=reduction, class_weights=w, ignore_index=2),
+        lambda: anyloss.binary_cross_entropy(x, rng.random(x.shape) * 0 + 0.25, reduction=reduction,
+                                             pos_weight=w),
+    ]
+    for call in calls:
+        got = call()
+        with _native.portable():
+            want = call()
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
+    with pytest.raises(ValueError, match=r"besides ignore_index=-100"):
+        anyloss.cross_entropy(x, np.where(y == 2, -100, 7), ignore_index=-100)

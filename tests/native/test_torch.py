@@ -517,9 +517,9 @@ KERNELS = {
     "smooth-l1": (torch._C._nn, "smooth_l1_loss"),
     "smooth-l1-beta-0": (torch._C._nn, "l1_loss"),
     "margin-ranking": (torch, "margin_ranking_loss"),
-    "ce-probs": (torch, "logsumexp"),
-    "ce-probs-smoothing": (torch, "logsumexp"),
-    "ce-probs-weights": (torch, "logsumexp"),
+    "ce-probs": (torch._C._nn, "cross_entropy_loss"),
+    "ce-probs-smoothing": (torch._C._nn, "cross_entropy_loss"),
+    "ce-probs-weights": (torch._C._nn, "cross_entropy_loss"),
     "bce-probs-weights": (torch._C._nn, "binary_cross_entropy"),
     "log-cosh": (torch, "sinh"),
     "gaussian": (torch, "log"),
@@ -588,11 +588,12 @@ def test_guarded_indices_give_nan(loss):
     the portable formula gives, the others' losses unchanged."""
     x = torch.log_softmax(torch.randn(4, 5), -1)
     targets = torch.tensor([0, 7, -1, 4])
-    params = (1, 0.1, False, True) if loss == "cross_entropy" else (1, True)
+    params = (1, 0.1, False, True, None, 0.0, None) if loss == "cross_entropy" else (1, True, None)
     xp = anyloss._common.namespace(loss, x=x)
     for reduction in REDUCTIONS:
-        got = fast.run(xp, loss, params, reduction, torch.float32, torch.float32, False, x, targets)
-        want = _native.evaluate(xp, loss, params, reduction, torch.float32, torch.float32, False, x, targets)
+        got = fast.run(xp, loss, params, reduction, torch.float32, torch.float32, False, x, targets, None)
+        want = _native.evaluate(xp, loss, params, reduction, torch.float32, torch.float32, False, x, targets,
+                                None)
         assert torch.equal(got.isnan(), want.isnan())
         assert_close(got.nan_to_num(), want.nan_to_num(), torch.float32, loss)
 
@@ -784,3 +785,98 @@ def test_ctc_float32_and_half():
         with _native.portable():
             want = anyloss.ctc_loss(x, *rest, reduction="none")
         assert_close(got, want, dtype, str(dtype))
+
+
+# ---------------------------------------------------------- training options
+
+
+def _training_arrays(loss, dtype, seed=0):
+    """Arrays and keyword arrays of a call with every training option that
+    ``loss`` has; class 2 is both a real class and the ignore_index."""
+    g = _gen(seed)
+    if loss == "binary_cross_entropy":
+        x, t = _normal(g, (6, 5), 3.0), _uniform(g, (6, 5), 0.0, 1.0)
+        return [x.to(dtype), t.to(dtype)], {"pos_weight": _uniform(g, (5,), 0.2, 3.0).to(dtype)}
+    x = _normal(g, (8, 5), 2.0)
+    if loss == "nll_loss":
+        x = torch.log_softmax(x, -1)
+    y = _classes(g, (8,), 5)
+    y[[1, 4]] = 2
+    return [x.to(dtype), y], {"class_weights": _uniform(g, (5,), 0.2, 2.0).to(dtype)}
+
+
+# (id, loss, keywords besides the arrays, the kernel that runs or None: the formula)
+TRAINING = [
+    ("ce-class-weights", "cross_entropy", {}, "cross_entropy_loss"),
+    ("ce-ignore", "cross_entropy", {"ignore_index": 2, "class_weights": None}, "cross_entropy_loss"),
+    ("ce-both-smoothing", "cross_entropy", {"ignore_index": 2, "label_smoothing": 0.1},
+     "cross_entropy_loss"),
+    ("ce-z-loss", "cross_entropy", {"ignore_index": 2, "z_loss": 1e-3}, None),
+    ("ce-softcap", "cross_entropy", {"logit_softcap": 3.0}, None),
+    ("nll-both", "nll_loss", {"ignore_index": 2}, "nll_loss_nd"),
+    ("bce-pos-weight", "binary_cross_entropy", {}, "binary_cross_entropy_with_logits"),
+    ("bce-probs-pos-weight", "binary_cross_entropy", {"with_logits": False}, None),
+]
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", (torch.float32, torch.float64), ids=str)
+@pytest.mark.parametrize("i", range(len(TRAINING)), ids=[t[0] for t in TRAINING])
+def test_training_options_match_portable(i, dtype, reduction, evaluate_spy, monkeypatch):
+    """With class weights, ignore_index and pos_weight torch's kernel runs and
+    gives the formula's values and gradients; z-loss and soft-capping, which
+    no kernel has, run the formula."""
+    id_, loss, kwargs, kernel = TRAINING[i]
+    arrays, options = _training_arrays(loss, dtype)
+    if loss == "binary_cross_entropy" and not kwargs.get("with_logits", True):
+        arrays[0] = torch.sigmoid(arrays[0])
+    options = {k: v for k, v in {**options, **kwargs}.items() if v is not None or k != "class_weights"}
+    case = Case(id_, loss, None, options)
+    calls = []
+    if kernel is not None:
+        owner = torch if hasattr(torch, kernel) and kernel.startswith("binary") else torch._C._nn
+        original = getattr(owner, kernel)
+        monkeypatch.setattr(owner, kernel, lambda *a, **k: calls.append(kernel) or original(*a, **k))
+    got, got_grads = _value_and_grads(case, arrays, reduction, FAST)
+    ran = list(evaluate_spy)
+    want, want_grads = _value_and_grads(case, arrays, reduction, PORTABLE)
+    assert_close(got, want, dtype, f"{id_} value")
+    for g, w in zip(got_grads, want_grads):
+        assert_close(g, w, dtype, f"{id_} gradient")
+    if kernel is None:
+        assert ran == [loss], f"{id_}: the formula did not run"
+    else:
+        assert calls and ran == [], f"{id_}: {kernel} did not run alone"
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "nll_loss"])
+def test_all_ignored_mean_runs_the_formula(loss, evaluate_spy):
+    """torch's mean over no row is NaN: the formula's 0, with a zero gradient."""
+    x = torch.log_softmax(torch.randn(4, 3, dtype=torch.float64), -1).requires_grad_()
+    out = getattr(anyloss, loss)(x, torch.full((4,), 1), ignore_index=1, reduction="mean")
+    out.backward()
+    assert out.item() == 0.0 and evaluate_spy == [loss]
+    assert torch.count_nonzero(x.grad) == 0
+
+
+def test_nan_logits_of_ignored_rows_run_the_formula(evaluate_spy):
+    """torch's gradient of a NaN logit in an ignored row is NaN (its loss is
+    0): read on the host, the formula gives the zero gradient."""
+    x = torch.randn(4, 3, dtype=torch.float64)
+    x[2] = math.nan
+    x.requires_grad_()
+    y = torch.tensor([0, 1, 2, 1])
+    out = anyloss.cross_entropy(x, y, ignore_index=2, reduction="sum")
+    out.backward()
+    assert math.isfinite(out.item()) and evaluate_spy == ["cross_entropy"]
+    assert torch.count_nonzero(x.grad[2]) == 0 and torch.isfinite(x.grad).all()
+    with torch.no_grad():  # no gradient: torch's value stands
+        anyloss.cross_entropy(x, y, ignore_index=2, reduction="sum")
+    assert evaluate_spy == ["cross_entropy"]
+
+
+def test_ignore_index_out_of_range_raises_only_for_other_indices():
+    x = torch.randn(3, 5)
+    assert anyloss.cross_entropy(x, torch.tensor([0, -100, 4]), ignore_index=-100).shape == (3,)
+    with pytest.raises(ValueError, match=r"from 0 to 7 \(besides ignore_index=-100\)"):
+        anyloss.cross_entropy(x, torch.tensor([7, -100, 4]), ignore_index=-100)

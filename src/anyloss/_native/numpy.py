@@ -332,11 +332,17 @@ class _Plan:
 
     def block(self, i: int) -> tuple[slice, list[Any]]:
         cut = slice(i * self.step, min((i + 1) * self.step, self.length))
-        return cut, [a[(slice(None),) * ax + (cut,)] for a, ax in zip(self.arrays, self.axes)]
+        return cut, [
+            None if a is None else a[(slice(None),) * ax + (cut,)]
+            for a, ax in zip(self.arrays, self.axes)
+        ]
 
 
 def _view(a: Any, shape: tuple[int, ...]) -> Any:
-    """``a`` reshaped without a copy, or ``None``."""
+    """``a`` reshaped without a copy, or ``None``; an array left out
+    (``None``) stays :data:`_ABSENT`."""
+    if a is None:
+        return _ABSENT
     if a.flags.c_contiguous:
         return a.reshape(shape)
     try:
@@ -348,6 +354,9 @@ def _view(a: Any, shape: tuple[int, ...]) -> Any:
         return view if np.shares_memory(view, a) else None
 
 
+_ABSENT = object()  # an optional array left out, in _plan's views
+
+
 def _plan(name: str, params: tuple[Any, ...], arrays: tuple[Any, ...]) -> _Plan | None:
     first = arrays[0]
     shape, size = first.shape, first.size
@@ -355,7 +364,7 @@ def _plan(name: str, params: tuple[Any, ...], arrays: tuple[Any, ...]) -> _Plan 
         ax = params[0]
         classes = shape[ax]
         loss_shape = shape[:ax] + shape[ax + 1 :]
-        full = [a.ndim == first.ndim for a in arrays]
+        full = [a is not None and a.ndim == first.ndim for a in arrays]
         pre, post = math.prod(shape[:ax]), math.prod(shape[ax + 1 :])
         if post == 1:
             shapes = {True: (pre, classes), False: (pre,)}
@@ -368,6 +377,7 @@ def _plan(name: str, params: tuple[Any, ...], arrays: tuple[Any, ...]) -> _Plan 
             view_shape = (pre, post)
         views = [_view(a, shapes[f]) for a, f in zip(arrays, full)]
         if all(v is not None for v in views):
+            views = [None if v is _ABSENT else v for v in views]
             axes = [cut[f] for f in full]
             new_params = (1, *params[1:])
         else:  # strided arrays: cut the longest axis other than the class axis
@@ -380,6 +390,7 @@ def _plan(name: str, params: tuple[Any, ...], arrays: tuple[Any, ...]) -> _Plan 
         loss_shape = shape
         views = [_view(a, (size,)) for a in arrays]
         if all(v is not None for v in views):
+            views = [None if v is _ABSENT else v for v in views]
             axes, length, unit, view_shape = [0] * len(arrays), size, 1, (size,)
         else:
             b = max(range(first.ndim), key=lambda i: shape[i])
