@@ -239,8 +239,9 @@ def _cross_entropy(params, reduction, dtype, weighted, logits, targets, class_we
     if probabilities:
         # torch's kernel: -sum_c w_c t'_c log_softmax(x)_c, the mean over the
         # rows; 0 * -inf (a zero-probability class at a -inf logit) is NaN, so
-        # it stands only where read on the host (below).
-        if not (_host(x) and _host(targets)):
+        # it stands only where read on the host (below).  Its derivative in
+        # the targets is -log_softmax(x), ours (of MLX's lse - sum t z) -z.
+        if not (_host(x) and _host(targets)) or _differentiated(targets):
             return None
         loss = _nn.cross_entropy_loss(
             _class_axis_first(x, axis), _class_axis_first(_to(targets, dtype), axis), cw,
