@@ -9,7 +9,8 @@ function is inlined into the caller's trace.
 Four losses run in forms that XLA compiles to the passes of the native
 kernels (the row forms of :mod:`anyloss._formulas`):
 
-* ``cross_entropy``: :func:`~anyloss._formulas.cross_entropy_plain` (the
+* ``cross_entropy`` without training options (with them: the formula):
+  :func:`~anyloss._formulas.cross_entropy_plain` (the
   ``log1p`` that keeps a confident row's tiny loss costs a compare and a
   select over the logits, which XLA on the CPU does not fuse into the sum);
 * ``cosine_similarity_loss``, ``triplet_loss`` (p = 2), ``kl_div_loss``: the

@@ -237,11 +237,14 @@ def _cross_entropy(params, reduction, dtype, weighted, logits, targets, class_we
     cw = None if class_weights is None else _to(class_weights, dtype)
     kernel_reduction = "none" if weighted else reduction
     if probabilities:
-        # torch's kernel: -sum_c w_c t'_c log_softmax(x)_c, the mean over the
-        # rows; 0 * -inf (a zero-probability class at a -inf logit) is NaN, so
-        # it stands only where read on the host (below).  Its derivative in
-        # the targets is -log_softmax(x), ours (of MLX's lse - sum t z) -z.
-        if not (_host(x) and _host(targets)) or _differentiated(targets):
+        # torch's kernel, -sum_c w_c t'_c log_softmax(x)_c (the mean over the
+        # rows), is our formula with class weights; without them ours is
+        # MLX's lse - sum_c t_c z_c, another value for targets that do not sum
+        # to 1 (multi-hot), so the formula runs.  0 * -inf (a zero-probability
+        # class at a -inf logit) is NaN: the kernel stands only where read on
+        # the host (below).  Its derivative in the targets is -log_softmax(x),
+        # ours -z: the formula runs for it.
+        if cw is None or not (_host(x) and _host(targets)) or _differentiated(targets):
             return None
         loss = _nn.cross_entropy_loss(
             _class_axis_first(x, axis), _class_axis_first(_to(targets, dtype), axis), cw,
