@@ -17,6 +17,7 @@ from .divergence import js_div_loss
 from .embedding import cosine_similarity_loss, margin_ranking_loss, triplet_loss
 from .focal import poly1_cross_entropy, sigmoid_focal_loss, softmax_focal_loss
 from .forecasting import mape_loss, msle_loss, poisson_nll_loss
+from .linear import linear_cross_entropy
 from .margin import (
     multi_margin_loss,
     multilabel_soft_margin_loss,
@@ -52,6 +53,7 @@ __all__ = [
     "js_div_loss",
     "kl_div_loss",
     "l1_loss",
+    "linear_cross_entropy",
     "log_cosh_loss",
     "mape_loss",
     "margin_ranking_loss",
