@@ -350,6 +350,23 @@ def _js_div_loss() -> tuple:
     return x, variants, "predicted distribution (s, 1 − s): s  (inputs = log)", "∂ loss / ∂ s"
 
 
+def _linear_cross_entropy() -> tuple:
+    """One feature per token, a weight of 1 for the target class and 0 for
+    two others: the logits of :func:`_three_classes`, made by the layer."""
+    w = jnp.array([[1.0], [0.0], [0.0]])
+
+    def loss(z, **options):
+        return anyloss.linear_cross_entropy(z[:, None], w, jnp.zeros(z.shape[0], dtype=jnp.int32),
+                                            reduction="none", **options)
+
+    variants = [
+        ("plain", lambda z: loss(z)),
+        ("logit_softcap = 2", lambda z: loss(z, logit_softcap=2.0)),
+        ("z_loss = 0.1", lambda z: loss(z, z_loss=0.1)),
+    ]
+    return _focal_axis(), variants, "feature x (logit of the target class; 3 classes, the others 0)", "∂ loss / ∂ x"
+
+
 def _relative_losses(name: str) -> tuple:
     fn = getattr(anyloss, name)
     x = jnp.linspace(0.0, 4.0, 601) if name == "mape_loss" else jnp.linspace(-1.0, 10.0, 661)
@@ -370,6 +387,7 @@ _SPECIAL = {
     "sigmoid_focal_loss": _sigmoid_focal_loss,
     "softmax_focal_loss": _softmax_focal_loss,
     "poly1_cross_entropy": _poly1_cross_entropy,
+    "linear_cross_entropy": _linear_cross_entropy,
     "dice_loss": _dice_loss,
     "multi_margin_loss": _multi_margin_loss,
     "soft_margin_loss": lambda: _signed_losses("soft_margin_loss"),

@@ -59,7 +59,7 @@ def forward(
     cw = None if class_weights is None else astype(xp, class_weights, dtype)
     rows, loss_sum, total = [], None, None
     for start, stop in spans(n, chunk):
-        loss, weight_sum = chunk_loss(xp, x[start:stop], w, b, targets[start:stop], cw, dtype, params)
+        loss, weight_sum = chunk_loss(xp, x[start:stop, ...], w, b, targets[start:stop], cw, dtype, params)
         if weight_sum is None:
             weight_sum = float(stop - start)
         if reduction == "none":

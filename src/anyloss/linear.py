@@ -120,7 +120,8 @@ def linear_cross_entropy(
         if a is not None and not xp.isdtype(a.dtype, "real floating"):
             raise TypeError(f"{func}: {name} must have a real floating dtype, got {a.dtype}")
     _check_training_options(xp, func, class_weights, ignore_index, vocab, False)
-    guard = _check_class_indices(xp, func, targets, vocab, ignore_index)
+    with _native.portable():  # no fast path reads the indices here: the check reads them
+        guard = _check_class_indices(xp, func, targets, vocab, ignore_index)
     out_dtype, dtype = float_dtypes(xp, func, inputs=inputs, weight=weight, bias=bias,
                                     class_weights=class_weights)
     batch = shape_of(targets)
