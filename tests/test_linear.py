@@ -1,0 +1,217 @@
+"""linear_cross_entropy: values against a float64 reference of the naive
+composition on every library; gradients against each library's own naive
+logits + cross entropy; chunk and batch invariance; errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import anyloss
+from anyloss import _native
+
+from backends import LIBRARIES, to_lib, to_numpy
+
+N, D, V = 29, 6, 11
+OPTIONS = [
+    {},
+    {"ignore_index": 2, "class_weights": True, "z_loss": 1e-2, "logit_softcap": 3.0,
+     "label_smoothing": 0.1},
+]
+
+
+def _data(seed=0, n=N):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, D)).astype(np.float32)
+    w = rng.standard_normal((V, D)).astype(np.float32)
+    b = rng.standard_normal(V).astype(np.float32)
+    t = rng.integers(0, V, n)
+    t[:4] = 2
+    cw = rng.uniform(0.5, 2.0, V).astype(np.float32)
+    return x, w, b, t, cw
+
+
+def reference(x, w, b, t, cw=None, ignore_index=None, label_smoothing=0.0, z_loss=0.0,
+              logit_softcap=None, reduction="mean"):
+    """The naive composition in float64, from PyTorch's formula for class
+    weights and label smoothing, plus z-loss and soft-capping."""
+    z = np.asarray(x, np.float64) @ np.asarray(w, np.float64).T + np.asarray(b, np.float64)
+    if logit_softcap is not None:
+        z = logit_softcap * np.tanh(z / logit_softcap)
+    lse = np.log(np.sum(np.exp(z - z.max(1, keepdims=True)), 1)) + z.max(1)
+    keep = np.ones(len(t), bool) if ignore_index is None else t != ignore_index
+    y = np.where(keep, t, 0)
+    c = np.ones(V) if cw is None else np.asarray(cw, np.float64)
+    nll = lse - z[np.arange(len(t)), y]
+    smooth = np.sum(c * (lse[:, None] - z), 1) / V
+    loss = (1 - label_smoothing) * c[y] * nll + label_smoothing * smooth + c[y] * z_loss * lse**2
+    loss = np.where(keep, loss, 0.0)
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    if cw is None and ignore_index is None:
+        return loss.mean()
+    total = np.sum(np.where(keep, c[y], 0.0))
+    return loss.sum() / total if total else 0.0
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("options", [0, 1])
+def test_values_equal_the_naive_composition(library, options):
+    x, w, b, t, cw = _data()
+    kw = dict(OPTIONS[options])
+    cw = cw if kw.pop("class_weights", False) else None
+    for reduction in ("none", "mean", "sum"):
+        got = anyloss.linear_cross_entropy(
+            to_lib(library, x), to_lib(library, w), to_lib(library, t), to_lib(library, b),
+            class_weights=None if cw is None else to_lib(library, cw), reduction=reduction,
+            chunk_size=8, **kw,
+        )
+        want = reference(x, w, b, t, cw, reduction=reduction, **kw)
+        np.testing.assert_allclose(to_numpy(got), want, rtol=2e-5, atol=2e-5)
+
+
+def _naive_grads(library, x, w, b, t, cw, g, reduction, kw, fused):
+    """Loss and gradients for inputs, weight, bias of the fused loss or of
+    the library's own logits + cross_entropy, under upstream gradient ``g``."""
+    def loss(xp_x, xp_w, xp_b, xp_t, xp_cw):
+        if fused:
+            return anyloss.linear_cross_entropy(xp_x, xp_w, xp_t, xp_b, class_weights=xp_cw,
+                                                reduction=reduction, chunk_size=7, **kw)
+        with _native.portable():
+            return anyloss.cross_entropy(xp_x @ xp_w.T + xp_b, xp_t, reduction=reduction,
+                                         class_weights=xp_cw, **kw)
+
+    lib_t = to_lib(library, t)
+    lib_cw = None if cw is None else to_lib(library, cw)
+    if library == "torch":
+        import torch
+
+        args = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
+        out = loss(*args, lib_t, lib_cw)
+        grads = torch.autograd.grad(out, args, torch.tensor(g).reshape(out.shape))
+        return [to_numpy(a) for a in (out, *grads)]
+    if library == "jax":
+        import jax
+
+        out, vjp = jax.vjp(lambda *a: loss(*a, lib_t, lib_cw), *(to_lib(library, a) for a in (x, w, b)))
+        return [to_numpy(a) for a in (out, *vjp(to_lib(library, g).reshape(out.shape)))]
+    import mlx.core as mx
+
+    (out,), grads = mx.vjp(lambda *a: loss(*a, lib_t, lib_cw), [mx.array(a) for a in (x, w, b)],
+                           [mx.array(g).reshape(() if reduction != "none" else (len(t),))])
+    return [to_numpy(a) for a in (out, *grads)]
+
+
+@pytest.mark.parametrize("library", ["torch", "jax", "mlx"])
+@pytest.mark.parametrize("reduction, options", [("none", 1), ("mean", 1), ("sum", 0)])
+def test_gradients_equal_the_naive_composition(library, reduction, options):
+    """Under a non-uniform upstream gradient for 'none' (recomputed per chunk)."""
+    x, w, b, t, cw = _data(1)
+    kw = dict(OPTIONS[options])
+    cw = cw if kw.pop("class_weights", False) else None
+    rng = np.random.default_rng(2)
+    g = rng.standard_normal(N if reduction == "none" else ()).astype(np.float32)
+    got = _naive_grads(library, x, w, b, t, cw, g, reduction, kw, fused=True)
+    want = _naive_grads(library, x, w, b, t, cw, g, reduction, kw, fused=False)
+    for a, e in zip(got, want):
+        np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-5)
+
+
+def test_jax_under_jit_grad_and_vmap():
+    import jax
+    import jax.numpy as jnp
+
+    x, w, b, t, cw = _data(3)
+    xs, ts = np.stack([x, x[::-1]]), np.stack([t, t[::-1]])
+
+    def f(x, t):
+        return anyloss.linear_cross_entropy(x, jnp.asarray(w), t, jnp.asarray(b), chunk_size=5)
+
+    got = jax.jit(jax.vmap(jax.value_and_grad(f)))(jnp.asarray(xs), jnp.asarray(ts))
+    with _native.portable():
+        want = jax.vmap(jax.value_and_grad(lambda x, t: anyloss.cross_entropy(
+            x @ jnp.asarray(w).T + jnp.asarray(b), t, reduction="mean")))(jnp.asarray(xs), jnp.asarray(ts))
+    for a, e in zip(got, want):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 29, 1000])
+def test_chunk_size_and_batch_invariance(chunk):
+    x, w, b, t, cw = _data(4)
+    full = anyloss.linear_cross_entropy(x, w, t, b, reduction="none", chunk_size=chunk)
+    np.testing.assert_allclose(full, reference(x, w, b, t, reduction="none"), rtol=2e-5, atol=2e-5)
+    # a token's loss does not depend on the batch it is in, nor the batch's shape
+    part = anyloss.linear_cross_entropy(x[3:10], w, t[3:10], b, reduction="none", chunk_size=chunk)
+    np.testing.assert_allclose(part, full[3:10], rtol=1e-6, atol=1e-6)
+    shaped = anyloss.linear_cross_entropy(x[:28].reshape(4, 7, D), w, t[:28].reshape(4, 7), b,
+                                          reduction="none", chunk_size=chunk)
+    np.testing.assert_allclose(shaped.reshape(-1), full[:28], rtol=1e-6, atol=1e-6)
+
+
+def test_all_ignored_is_zero_with_a_connected_zero_gradient():
+    import torch
+
+    x, w, b, t, cw = _data(5)
+    xt = torch.tensor(x, requires_grad=True)
+    loss = anyloss.linear_cross_entropy(xt, torch.tensor(w), torch.full((N,), -100),
+                                        ignore_index=-100)
+    (grad,) = torch.autograd.grad(loss, xt)
+    assert loss.item() == 0.0 and torch.count_nonzero(grad) == 0
+
+
+@pytest.mark.parametrize("library", ["torch", "jax", "mlx"])
+def test_half_precision_accumulates_in_float32(library):
+    x, w, b, t, cw = _data(6, n=64)
+    if library == "torch":
+        import torch
+
+        half = torch.bfloat16
+        xh, wh = (torch.tensor(a).to(half).requires_grad_(True) for a in (x, w))
+        loss = anyloss.linear_cross_entropy(xh, wh, torch.tensor(t), chunk_size=16)
+        loss.backward()
+        assert loss.dtype == half and xh.grad.dtype == half and wh.grad.dtype == half
+        x16, w16 = (a.detach().float().numpy() for a in (xh, wh))
+        value = loss.float().item()
+    elif library == "jax":
+        import jax.numpy as jnp
+
+        xh, wh = jnp.asarray(x, jnp.bfloat16), jnp.asarray(w, jnp.bfloat16)
+        loss = anyloss.linear_cross_entropy(xh, wh, jnp.asarray(t), chunk_size=16)
+        assert loss.dtype == jnp.bfloat16
+        x16, w16, value = np.asarray(xh, np.float32), np.asarray(wh, np.float32), float(loss)
+    else:
+        import mlx.core as mx
+
+        xh, wh = mx.array(x).astype(mx.float16), mx.array(w).astype(mx.float16)
+        loss = anyloss.linear_cross_entropy(xh, wh, mx.array(t), chunk_size=16)
+        assert loss.dtype == mx.float16
+        x16, w16 = (np.array(a.astype(mx.float32)) for a in (xh, wh))
+        value = loss.astype(mx.float32).item()
+    want = reference(x16, w16, np.zeros(V), t)
+    np.testing.assert_allclose(value, want, rtol=1e-2)
+
+
+@pytest.mark.parametrize(
+    "change, error, match",
+    [
+        ({"w": np.zeros((V, D + 1), np.float32)}, ValueError, r"weight has shape \(11, 7\)"),
+        ({"t": np.zeros(N + 1, np.int64)}, ValueError, r"targets has shape \(30,\)"),
+        ({"b": np.zeros(V + 1, np.float32)}, ValueError, r"bias has shape \(12,\)"),
+        ({"t": np.full(N, float(V), np.float32)}, TypeError, "integer dtype"),
+        ({"t": np.full(N, V)}, ValueError, "expected 0 <= index < 11"),
+        ({"chunk_size": 0}, ValueError, "chunk_size must be a positive int"),
+        ({"chunk_size": 2.5}, ValueError, "chunk_size must be a positive int"),
+        ({"x": np.zeros((N, D), np.int64)}, TypeError, "inputs must have a real floating dtype"),
+        ({"logit_softcap": 0.0}, ValueError, "logit_softcap"),
+        ({"class_weights": np.ones(V + 1, np.float32)}, ValueError, "class_weights has shape"),
+    ],
+)
+def test_bad_input_raises_a_clear_error(change, error, match):
+    x, w, b, t, cw = _data()
+    args = {"x": x, "w": w, "t": t, "b": b}
+    kw = {k: v for k, v in change.items() if k not in args}
+    args.update({k: v for k, v in change.items() if k in args})
+    with pytest.raises(error, match=match):
+        anyloss.linear_cross_entropy(args["x"], args["w"], args["t"], args["b"], **kw)
