@@ -248,16 +248,10 @@ def log_cosh_loss(xp: Any, x: Any, y: Any) -> Any:
 def gaussian_nll_loss(xp: Any, x: Any, y: Any, v: Any, full: bool, floor: float) -> Any:
     """``(log v + r^2 / v) / 2`` with ``v = max(vars, eps)``, as
     ``(r / 2)(r / v)``: the square alone may overflow."""
-    loss = 0.5 * double_gaussian_nll(xp, x, y, v, floor)
-    return loss + HALF_LOG_2PI if full else loss
-
-
-def double_gaussian_nll(xp: Any, x: Any, y: Any, v: Any, floor: float) -> Any:
-    """Twice :func:`gaussian_nll_loss` without ``full``: ``log v + r (r / v)``
-    (halving is exact, so a fast path may fold it into its reduction)."""
     v = at_least(xp, v, floor)
     residual = y - x
-    return xp.log(v) + residual * (residual / v)
+    loss = 0.5 * xp.log(v) + (0.5 * residual) * (residual / v)
+    return loss + HALF_LOG_2PI if full else loss
 
 
 # --------------------------------------------------------------------- embedding

@@ -31,8 +31,8 @@ import torch
 import torch.autograd.forward_ad as _forward_ad
 
 from .._formulas import (
-    DOUBLE_LOG_COSH_LIMIT, FORMULAS, HALF_LOG_2PI, _cosine_pair_terms, cosine_by_norms,
-    double_gaussian_nll, double_log_cosh, evaluate, exact_sums_floor, triplet_by_norms,
+    DOUBLE_LOG_COSH_LIMIT, FORMULAS, _cosine_pair_terms, cosine_by_norms, double_log_cosh,
+    evaluate, exact_sums_floor, gaussian_nll_loss, triplet_by_norms,
 )
 
 _nn = torch._C._nn
@@ -464,12 +464,11 @@ def _log_cosh(params, reduction, dtype, weighted, x, y):
 
 
 def _gaussian_nll(params, reduction, dtype, weighted, x, y, v):
-    """``_formulas.double_gaussian_nll``, halved in the reduction."""
+    """``_formulas.gaussian_nll_loss``, on torch's reduction (its doubled form,
+    halved after the reduction, would overflow where the loss is near the
+    largest number)."""
     full, floor = params
-    twice = double_gaussian_nll(torch, _to(x, dtype), _to(y, dtype), _to(v, dtype), floor)
-    if full:
-        twice = twice + _constant(2.0 * HALF_LOG_2PI, twice)
-    return _reduce(twice, reduction, 0.5)
+    return _reduce(gaussian_nll_loss(torch, _to(x, dtype), _to(y, dtype), _to(v, dtype), full, floor), reduction)
 
 
 def _margin_ranking(params, reduction, dtype, weighted, x1, x2, t):
