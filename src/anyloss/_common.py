@@ -494,17 +494,46 @@ def _readable(xp: Any, x: Any) -> tuple[Any, Any]:
     return xp, x
 
 
-def smallest(xp: Any, x: Any) -> float:
-    """The smallest element of a host array, as a Python number (one pass)."""
+# Checks that catch systematic mistakes (labels for probabilities, probabilities
+# for log-probabilities) read at most this many elements: a bounded cost.
+SAMPLE = 1 << 16
+
+
+def _host_values(xp: Any, x: Any, sample: bool, exclude: Any) -> tuple[Any, Any]:
+    """``x`` readable on the host (see :func:`_readable`), cut to its first
+    :data:`SAMPLE` elements with ``sample``, ``exclude`` read as 0."""
+    if library_of(xp) == "torch":  # the tensor's own kernels; no autograd node
+        if x.requires_grad:
+            x = x.detach()
+        if sample and x.numel() > SAMPLE:
+            x = x.reshape(-1)[:SAMPLE]
+        if exclude is not None:
+            x = x.masked_fill(x == exclude, 0)
+        return xp, x
     xp, x = _readable(xp, x)
+    if sample and math.prod(shape_of(x)) > SAMPLE:
+        x = xp.reshape(x, (-1,))[:SAMPLE]
+    if exclude is not None:
+        x = xp.where(x == exclude, xp.zeros_like(x), x)
+    return xp, x
+
+
+def smallest(xp: Any, x: Any, sample: bool = False) -> float:
+    """The smallest element of a host array (see :func:`value_range`), one pass."""
+    xp, x = _host_values(xp, x, sample, None)
     if type(x) is np.ndarray:
         return float(np.minimum.reduce(x, axis=None))
     return float(xp.min(x))
 
 
-# Checks that catch systematic mistakes (labels for probabilities, probabilities
-# for log-probabilities) read at most this many elements: a bounded cost.
-SAMPLE = 1 << 16
+def largest(xp: Any, x: Any, sample: bool = False) -> float:
+    """The largest element of a host array (see :func:`value_range`), one pass."""
+    xp, x = _host_values(xp, x, sample, None)
+    if type(x) is np.ndarray:
+        return float(np.maximum.reduce(x, axis=None))
+    if library_of(xp) == "torch":
+        return x.max().item()
+    return float(xp.max(x))
 
 
 def value_range(
@@ -512,24 +541,30 @@ def value_range(
 ) -> tuple[float, float]:
     """The smallest and largest element of a host array, as Python numbers;
     with ``sample``, of its first :data:`SAMPLE` elements; elements equal to
-    ``exclude`` count as 0."""
-    if library_of(xp) == "torch":  # one pass, on the tensor's own kernel
-        x = x.detach()
-        if exclude is not None:
-            x = x.masked_fill(x == exclude, 0)
-        if sample and x.numel() > SAMPLE:
-            x = x.reshape(-1)[:SAMPLE]
-        if x.dtype is not sys.modules["torch"].bool:
-            lo, hi = x.aminmax()
-            return lo.item(), hi.item()
-    xp, x = _readable(xp, x)
-    if exclude is not None:
-        x = xp.where(x == exclude, xp.zeros_like(x), x)
-    if sample and math.prod(shape_of(x)) > SAMPLE:
-        x = xp.reshape(x, (-1,))[:SAMPLE]
+    ``exclude`` count as 0.  One pass: ``aminmax`` on PyTorch."""
+    xp, x = _host_values(xp, x, sample, exclude)
     if type(x) is np.ndarray:
         return float(np.minimum.reduce(x, axis=None)), float(np.maximum.reduce(x, axis=None))
+    if library_of(xp) == "torch" and x.dtype is not sys.modules["torch"].bool:
+        lo, hi = x.aminmax()
+        return lo.item(), hi.item()
     return float(xp.min(x)), float(xp.max(x))
+
+
+# dtype -> its machine epsilon, as a Python float
+_EPS: dict[Any, float] = {}
+
+
+def epsilon(xp: Any, dtype: Any) -> float:
+    """``finfo(dtype).eps`` as a Python float, cached (``finfo`` costs
+    microseconds a call)."""
+    if _torch_compiling():
+        return float(xp.finfo(dtype).eps)
+    try:
+        return _EPS[dtype]
+    except KeyError:
+        eps = _EPS[dtype] = float(xp.finfo(dtype).eps)
+        return eps
 
 
 def check_signs(xp: Any, func: str, targets: Any, meaning: str = "") -> None:

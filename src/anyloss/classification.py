@@ -15,7 +15,9 @@ from ._common import (
     check_same_shape,
     check_weights,
     drop_axis,
+    epsilon,
     float_dtypes,
+    largest,
     namespace,
     normalize_axis,
     prepare,
@@ -82,8 +84,8 @@ def _check_log_probabilities(xp: Any, func: str, name: str, x: Array, fix: str) 
     """Log-probabilities are at most 0 (up to rounding); positive values mean
     probabilities or logits were passed.  Read where the values are on the host."""
     if values_known(xp, x) and xp.isdtype(x.dtype, "real floating"):
-        _, hi = value_range(xp, x, sample=True)
-        if hi > 64 * float(xp.finfo(x.dtype).eps):
+        hi = largest(xp, x, sample=True)
+        if hi > 64 * epsilon(xp, x.dtype):
             raise ValueError(
                 f"{func}: {name} must be log-probabilities (at most 0), but it holds values up "
                 f"to {hi:g}; {fix}"
