@@ -489,7 +489,7 @@ def _torch_js_div(t, x, y):
 
 
 def _mape(xp, p, t):
-    """mean(100 |t - p| / max(|t|, 1e-7))"""
+    """mean(100 abs(t - p) / max(abs(t), 1e-7))"""
     return xp.mean(100.0 * xp.abs(t - p) / xp.maximum(xp.abs(t), 1e-7))
 
 
@@ -512,7 +512,7 @@ CASES += (
     Case("js_div_loss", "distributions", two_log_probs, _js_div,
          torch_expr("two F.kl_div(log m, .., log_target=True)", _torch_js_div)),
     Case("mape_loss", "elementwise", relative, _mape,
-         torch_expr("(100 * |t - p| / clamp(|t|, 1e-7)).mean()",
+         torch_expr("(100 * abs(t - p) / clamp(abs(t), 1e-7)).mean()",
                     lambda t, p, y: (100.0 * (y - p).abs() / y.abs().clamp(min=1e-7)).mean())),
     Case("msle_loss", "elementwise", positive_pair, _msle,
          torch_expr("F.mse_loss(log1p(clamp(p, 1e-7)), log1p(clamp(t, 1e-7)))",
