@@ -80,6 +80,14 @@ def _check_training_options(
             )
 
 
+def _check_z_and_softcap(func: str, z_loss: Any, logit_softcap: Any) -> tuple[float, Any]:
+    """``z_loss >= 0`` and ``logit_softcap`` None or positive, as numbers."""
+    z = check_real(func, "z_loss", z_loss, low=0.0)
+    if logit_softcap is None:
+        return z, None
+    return z, check_real(func, "logit_softcap", logit_softcap, low=0.0, low_inclusive=False)
+
+
 def _check_log_probabilities(xp: Any, func: str, name: str, x: Array, fix: str) -> None:
     """Log-probabilities are at most 0 (up to rounding); positive values mean
     probabilities or logits were passed.  Read where the values are on the host."""
@@ -171,10 +179,7 @@ def cross_entropy(
     smoothing = check_real(
         func, "label_smoothing", label_smoothing, low=0.0, high=1.0, high_inclusive=False, array_ok=True
     )
-    z = check_real(func, "z_loss", z_loss, low=0.0)
-    softcap = None
-    if logit_softcap is not None:
-        softcap = check_real(func, "logit_softcap", logit_softcap, low=0.0, low_inclusive=False)
+    z, softcap = _check_z_and_softcap(func, z_loss, logit_softcap)
     if logits.ndim == 0:
         raise ValueError(f"{func}: logits must have a class axis, got a 0-d array")
     ax = normalize_axis(func, axis, logits.ndim)

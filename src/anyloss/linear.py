@@ -15,7 +15,7 @@ from ._common import (
     namespace,
     shape_of,
 )
-from .classification import _check_class_indices, _check_training_options
+from .classification import _check_class_indices, _check_training_options, _check_z_and_softcap
 
 Array = Any
 
@@ -90,10 +90,7 @@ def linear_cross_entropy(
     check_reduction(func, reduction)
     smoothing = check_real(func, "label_smoothing", label_smoothing, low=0.0, high=1.0,
                            high_inclusive=False)
-    z = check_real(func, "z_loss", z_loss, low=0.0)
-    softcap = None
-    if logit_softcap is not None:
-        softcap = check_real(func, "logit_softcap", logit_softcap, low=0.0, low_inclusive=False)
+    z, softcap = _check_z_and_softcap(func, z_loss, logit_softcap)
     if inputs.ndim == 0:
         raise ValueError(f"{func}: inputs must have a feature axis, shape (..., D); got a 0-d array")
     if weight.ndim != 2 or shape_of(weight)[1] != shape_of(inputs)[-1]:

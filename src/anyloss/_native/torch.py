@@ -494,17 +494,22 @@ def _norms_exact(dtype: Any, n: int, floor: float, *norms: Any) -> bool:
     return low <= lo and hi <= high
 
 
-def _cosine(params, reduction, dtype, weighted, a, b):
-    """``_formulas.cosine_by_norms``, where every norm is exact (read on the
-    host: no zero, huge or tiny vector)."""
-    axis, floor = params
+def _exact_cosine(dtype: Any, a: Any, b: Any, axis: int, floor: float) -> Any:
+    """``_formulas.cosine_by_norms`` of host tensors where every norm is exact
+    (read on the host); None otherwise."""
     if not (_host(a) and _host(b)):
         return None
     a = _to(a, dtype)
     cosine, norm_a, norm_b = cosine_by_norms(_XP, a, _to(b, dtype), axis, floor)
-    if not _norms_exact(dtype, a.shape[axis], 0.0, norm_a, norm_b):
-        return None
-    return _reduce(cosine, reduction)
+    return cosine if _norms_exact(dtype, a.shape[axis], 0.0, norm_a, norm_b) else None
+
+
+def _cosine(params, reduction, dtype, weighted, a, b):
+    """``_formulas.cosine_by_norms``, where every norm is exact (read on the
+    host: no zero, huge or tiny vector)."""
+    axis, floor = params
+    cosine = _exact_cosine(dtype, a, b, axis, floor)
+    return None if cosine is None else _reduce(cosine, reduction)
 
 
 def _triplet(params, reduction, dtype, weighted, anchors, positives, negatives):
@@ -580,13 +585,8 @@ def _cosine_embedding(params, reduction, dtype, weighted, a, b, t):
     where every norm is exact (read on the host, as ``_cosine``).
     (``F.cosine_embedding_loss`` adds 1e-12 to each squared norm: not eps.)"""
     axis, margin, floor = params
-    if not (_host(a) and _host(b)):
-        return None
-    a = _to(a, dtype)
-    cosine, norm_a, norm_b = cosine_by_norms(_XP, a, _to(b, dtype), axis, floor)
-    if not _norms_exact(dtype, a.shape[axis], 0.0, norm_a, norm_b):
-        return None
-    return _reduce(_cosine_pair_terms(_XP, cosine, t, margin), reduction)
+    cosine = _exact_cosine(dtype, a, b, axis, floor)
+    return None if cosine is None else _reduce(_cosine_pair_terms(_XP, cosine, t, margin), reduction)
 
 
 def _poisson_nll(params, reduction, dtype, weighted, x, t):
