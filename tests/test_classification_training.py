@@ -237,6 +237,42 @@ def test_ignored_rows_with_nan_logits_give_finite_loss_and_zero_gradient(lib):
     assert np.all(np.isfinite(grad)) and not np.any(grad[~keep])
 
 
+@pytest.mark.parametrize("lib", ("torch", "jax", "mlx"))
+def test_nll_ignored_rows_with_nan_reach_no_gradient(lib):
+    """A NaN in an ignored row stays out of the loss and of the gradients in
+    both the log-probabilities and the class weights."""
+    x = LOG_PROBS.astype(np.float32).copy()
+    x[1] = np.nan  # label 2: ignored
+    keep = LABELS != 2
+    xt, wt = _t(np.where(keep[:, None], LOG_PROBS, 0.0), grad=True), _t(CLASS_WEIGHTS, grad=True)
+    row_w = wt[_t(LABELS)] * _t(keep.astype(np.float64))  # torch's nll takes no weight gradient
+    want = -(row_w * xt.gather(1, _t(LABELS)[:, None])[:, 0]).sum() / row_w.sum()
+    want.backward()
+    kw = dict(ignore_index=2, reduction="mean")
+    if lib == "torch":
+        a, w = torch.tensor(x, requires_grad=True), torch.tensor(CLASS_WEIGHTS.astype(np.float32), requires_grad=True)
+        loss = anyloss.nll_loss(a, _t(LABELS), class_weights=w, **kw)
+        loss.backward()
+        grads = a.grad.numpy(), w.grad.numpy()
+    elif lib == "jax":
+        import jax
+
+        loss, grads = jax.value_and_grad(
+            lambda a, w: anyloss.nll_loss(a, to_lib("jax", LABELS), class_weights=w, **kw), argnums=(0, 1)
+        )(to_lib("jax", x), to_lib("jax", CLASS_WEIGHTS.astype(np.float32)))
+    else:
+        import mlx.core as mx
+
+        loss, grads = mx.value_and_grad(
+            lambda a, w: anyloss.nll_loss(a, mx.array(LABELS), class_weights=w, **kw), argnums=(0, 1)
+        )(mx.array(x), mx.array(CLASS_WEIGHTS.astype(np.float32)))
+    np.testing.assert_allclose(float(to_numpy(loss)), float(want), rtol=1e-5)
+    gx, gw = (to_numpy(g) for g in grads)
+    assert not np.any(gx[~keep]) and np.all(np.isfinite(gx))
+    np.testing.assert_allclose(gx[keep], xt.grad.numpy()[keep], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(gw, wt.grad.numpy(), rtol=1e-4, atol=1e-6)
+
+
 # ------------------------------------------------------------------ bad inputs
 
 

@@ -499,26 +499,28 @@ def _readable(xp: Any, x: Any) -> tuple[Any, Any]:
 SAMPLE = 1 << 16
 
 
-def _host_values(xp: Any, x: Any, sample: bool, exclude: Any) -> tuple[Any, Any]:
+def _host_values(xp: Any, x: Any, sample: Any, exclude: Any) -> tuple[Any, Any]:
     """``x`` readable on the host (see :func:`_readable`), cut to its first
-    :data:`SAMPLE` elements with ``sample``, ``exclude`` read as 0."""
+    :data:`SAMPLE` elements with ``sample`` (or to the first ``sample``
+    elements, for an int), ``exclude`` read as 0."""
+    limit = SAMPLE if sample is True else int(sample)
     if library_of(xp) == "torch":  # the tensor's own kernels; no autograd node
         if x.requires_grad:
             x = x.detach()
-        if sample and x.numel() > SAMPLE:
-            x = x.reshape(-1)[:SAMPLE]
+        if limit and x.numel() > limit:
+            x = x.reshape(-1)[:limit]
         if exclude is not None:
             x = x.masked_fill(x == exclude, 0)
         return xp, x
     xp, x = _readable(xp, x)
-    if sample and math.prod(shape_of(x)) > SAMPLE:
-        x = xp.reshape(x, (-1,))[:SAMPLE]
+    if limit and math.prod(shape_of(x)) > limit:
+        x = xp.reshape(x, (-1,))[:limit]
     if exclude is not None:
         x = xp.where(x == exclude, xp.zeros_like(x), x)
     return xp, x
 
 
-def smallest(xp: Any, x: Any, sample: bool = False) -> float:
+def smallest(xp: Any, x: Any, sample: Any = False) -> float:
     """The smallest element of a host array (see :func:`value_range`), one pass."""
     xp, x = _host_values(xp, x, sample, None)
     if type(x) is np.ndarray:
@@ -526,7 +528,7 @@ def smallest(xp: Any, x: Any, sample: bool = False) -> float:
     return float(xp.min(x))
 
 
-def largest(xp: Any, x: Any, sample: bool = False) -> float:
+def largest(xp: Any, x: Any, sample: Any = False) -> float:
     """The largest element of a host array (see :func:`value_range`), one pass."""
     xp, x = _host_values(xp, x, sample, None)
     if type(x) is np.ndarray:

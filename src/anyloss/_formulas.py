@@ -172,21 +172,22 @@ def nll_loss(
 ) -> Any:
     """``-w_y x_y``; ignored rows give 0 and, with class weights or
     ignore_index, ``(loss, total weight of the rows kept)`` (see
-    :func:`cross_entropy`)."""
+    :func:`cross_entropy`).  An ignored row is masked after the gather, so
+    a NaN it holds reaches neither the loss nor a gradient."""
     keep = None
     if ignore_index is not None:
         keep = targets != ignore_index
         targets = xp.where(keep, targets, xp.zeros_like(targets))
-        inputs = xp.where(xp.expand_dims(keep, axis=axis), inputs, xp.zeros_like(inputs))
     loss = -gather(xp, inputs, targets, axis, guard)
     if class_weights is None and keep is None:
         return loss
+    if keep is not None:  # on the gathered row values: one pass over N, not N x C
+        loss = xp.where(keep, loss, xp.zeros_like(loss))
     total = xp.ones_like(loss)
     if class_weights is not None:
         total = take(xp, class_weights, targets)
         loss = total * loss
     if keep is not None:
-        loss = xp.where(keep, loss, xp.zeros_like(loss))
         total = xp.where(keep, total, xp.zeros_like(total))
     return loss, xp.sum(total)
 

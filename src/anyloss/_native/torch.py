@@ -219,11 +219,12 @@ def _weighted(loss: Any, weights: Any, reduction: str, dtype: Any) -> Any:
 def _kernel_options(reduction, weighted, guard, class_weights, ignore, *arrays):
     """Whether torch's index kernels give our numbers for these training
     options: 'mean' over class weights or kept rows only where its NaN over
-    no row can be seen (on the host, unweighted, unguarded)."""
+    no row can be seen (on the host, unweighted, unguarded); never for class
+    weights that require grad."""
     if class_weights is None and ignore is None:
         return True
-    if guard:
-        return False
+    if guard or (class_weights is not None and _differentiated(class_weights)):
+        return False  # (torch's kernels take no gradient in the class weights)
     if reduction == "mean" and (weighted or not all(_host(a) for a in arrays)):
         return False
     return True
@@ -244,7 +245,7 @@ def _cross_entropy(params, reduction, dtype, weighted, logits, targets, class_we
         # class at a -inf logit) is NaN: the kernel stands only where read on
         # the host (below).  Its derivative in the targets is -log_softmax(x),
         # ours -z: the formula runs for it.
-        if cw is None or not (_host(x) and _host(targets)) or _differentiated(targets):
+        if cw is None or not (_host(x) and _host(targets)) or _differentiated(targets, cw):
             return None
         loss = _nn.cross_entropy_loss(
             _class_axis_first(x, axis), _class_axis_first(_to(targets, dtype), axis), cw,
