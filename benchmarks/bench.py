@@ -181,7 +181,10 @@ def measure(
             call()  # the first warm-up call, apart, so that an error names its contender
             calls[who] = call
         except Exception as exc:  # noqa: BLE001 - reported in the tables
-            errors[who] = _error(exc)
+            if who == "peer" and isinstance(exc, NotImplementedError):
+                row["note"] = f"no peer: {exc}"  # the library has no such loss
+            else:
+                errors[who] = _error(exc)
     if calls:
         try:
             times, rounds = interleaved_times(list(calls.values()), opts.repeat,
@@ -254,6 +257,8 @@ def _line(r: dict[str, Any]) -> str:
         text += f"  portable {_ratio(r['portable_ratio']):>5s}"
     if "error" in r:
         text += f"  ERROR {r['error']}"
+    elif "note" in r:
+        text += f"  ({r['note']})"
     return text
 
 
@@ -325,6 +330,8 @@ def detail_table(rows: list[dict[str, Any]], portable: bool) -> list[str]:
         cells.append(str(r.get("rounds", "")))
         if "error" in r:
             cells[-1] += f" error: {r['error'].replace('|', '/')}"
+        elif "note" in r:
+            cells[-1] += f" ({r['note']})"
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
