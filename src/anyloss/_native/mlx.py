@@ -9,8 +9,8 @@ itself, op by op or into the enclosing trace.
 
 The formulas run on MLX's namespace with a few primitives in cheaper forms
 of equal value (from ``_formulas``): ``exp`` as a power of two on large
-arrays, ``isfinite`` in two primitives, and rows of 2-d arrays summed and
-maximized in blocks.  Two losses take another form of their formula
+arrays, ``isfinite`` in two primitives, rows of 2-d arrays summed and
+maximized in blocks, and a transposed matmul operand copied first.  Two losses take another form of their formula
 (:data:`FORMS`).  No custom function is used: MLX cannot replay one in a
 shapeless trace.  Under an enclosing ``mx.compile(shapeless=True)`` the
 batch size may change; the length of a reduced row and the number of
@@ -76,15 +76,22 @@ def _blocked(reduce: Any) -> Any:
     return blocked
 
 
+def _matrix_transpose(x: Any) -> Any:
+    """The transpose of the last two axes, laid out in memory: MLX's CPU
+    matmul runs slower on a transposed view than on a copy made first."""
+    return mx.contiguous(mx.swapaxes(x, -1, -2))
+
+
 def _namespace() -> Any:
-    """``mlx.core`` with ``exp``, ``isfinite``, ``sum`` and ``max`` in their
-    cheaper forms."""
+    """``mlx.core`` with ``exp``, ``isfinite``, ``sum``, ``max`` and
+    ``matrix_transpose`` in their cheaper forms."""
     ns = types.ModuleType(mx.__name__)
     ns.__dict__.update((k, v) for k, v in vars(mx).items() if not k.startswith("__"))
     ns.exp = _exp
     ns.isfinite = _isfinite
     ns.sum = _blocked(mx.sum)
     ns.max = _blocked(mx.max)
+    ns.matrix_transpose = _matrix_transpose
     return ns
 
 
