@@ -615,14 +615,19 @@ def hinge_embedding_loss(xp: Any, x: Any, y: Any, margin: float) -> Any:
 KERAS_EPSILON = 1e-7
 
 
+def _poisson_rate_terms(xp: Any, x: Any, t: Any, log_input: bool, eps: float, times: Any) -> Any:
+    """``exp(x) - t x`` (log rates) or ``x - t log(x + eps)`` (rates), the
+    product taken by ``times(xp, t, log_rate)``."""
+    if log_input:
+        return xp.exp(x) - times(xp, t, x)
+    return x - times(xp, t, xp.log(x + eps))
+
+
 def poisson_nll_loss(xp: Any, x: Any, t: Any, log_input: bool, full: bool, eps: float) -> Any:
     """``exp(x) - t x`` (log rates) or ``x - t log(x + eps)`` (rates), with
     ``0 log 0 = 0``; ``full`` adds Stirling's ``t log t - t + log(2 pi t) / 2``
     where ``t > 1`` (PyTorch)."""
-    if log_input:
-        loss = xp.exp(x) - xlogy_like(xp, t, x)
-    else:
-        loss = x - xlogy_like(xp, t, xp.log(x + eps))
+    loss = _poisson_rate_terms(xp, x, t, log_input, eps, xlogy_like)
     if full:
         above = t > 1
         safe = xp.where(above, t, xp.ones_like(t))  # no log of t <= 0, even unused
@@ -862,6 +867,13 @@ def kl_div_plain(xp: Any, x: Any, t: Any, axis: int) -> tuple[Any, Any]:
     that ``0 * inf`` makes)."""
     loss = xp.sum(xp.exp(t) * (t - x), axis=axis)
     return loss, ~xp.any(xp.isnan(loss))
+
+
+def poisson_nll_plain(xp: Any, x: Any, t: Any, log_input: bool, eps: float) -> Any:
+    """:func:`poisson_nll_loss` without ``full``, its product plain (no
+    ``0 log 0`` rule): the formula, bit for bit, wherever it is not NaN; a
+    NaN marks ``0 * inf`` (or a NaN input)."""
+    return _poisson_rate_terms(xp, x, t, log_input, eps, lambda xp, a, b: a * b)
 
 
 def bce_logits_plain(xp: Any, x: Any, t: Any) -> Any:

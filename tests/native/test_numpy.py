@@ -413,6 +413,47 @@ def test_bce_plain_is_the_formula(dtype):
     assert np.all(np.isnan(x[~shown]) | np.isnan(t[~shown]) | np.isinf(x[~shown]))
 
 
+@pytest.mark.parametrize("log_input", [True, False])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_poisson_plain_is_the_formula(dtype, log_input):
+    """``poisson_nll_plain`` is ``poisson_nll_loss`` (without ``full``) bit for
+    bit wherever it is not NaN, and NaN only where the formula is NaN too or
+    its 0 log 0 rule acts; the direct path gives the formula's values there."""
+    dt = np.dtype(dtype)
+    info = np.finfo(dt)
+    inputs = [0.0, -0.0, 1e-30, 1e-7, 0.5, -0.5, 3.0, -20.0, 88.0, -100.0, 800.0,
+              float(info.max), -float(info.max), -1e-8, math.inf, -math.inf, math.nan]
+    targets = [0.0, 1.0, 0.5, 7.0, 1e30, math.nan]
+    x, t = (a.astype(dt).ravel() for a in np.meshgrid(inputs, targets))
+    with np.errstate(all="ignore"):
+        plain = _formulas.poisson_nll_plain(fast.lean, x, t, log_input, 1e-8)
+        formula = _formulas.poisson_nll_loss(compat_np, x, t, log_input, False, 1e-8)
+    shown = ~np.isnan(plain)
+    np.testing.assert_array_equal(plain[shown], formula[shown])
+    assert np.all(np.isnan(formula[~shown]) | (t[~shown] == 0))
+    assert np.isfinite(formula[~shown]).any()  # the rule acted somewhere
+    keep = t >= 0  # (the front door's check)
+    with np.errstate(all="ignore"):  # the formula's own warnings on inf and NaN, on both paths
+        for reduction in REDUCTIONS:
+            compare("poisson_nll_loss", (x[keep], t[keep]), {"log_input": log_input}, reduction)
+
+
+def test_cosine_embedding_plain_holds_or_gives_way(direct):
+    """cosine_embedding_loss by its plain form where every squared norm is
+    exact, and by the formula on zero, tiny and huge vectors."""
+    rng = np.random.default_rng(15)
+    a, b = rng.standard_normal((2, 12, 16)).astype(np.float32)
+    y = np.where(rng.random(12) < 0.5, -1.0, 1.0).astype(np.float32)
+    for kwargs in ({}, {"margin": 0.3}):
+        for reduction in REDUCTIONS:
+            compare("cosine_embedding_loss", (a, b, y), kwargs, reduction)
+    a[3] = 0.0
+    a[5] *= np.float32(1e-30)
+    b[8] *= np.float32(1e30)
+    for reduction in REDUCTIONS:
+        compare("cosine_embedding_loss", (a, b, y), {}, reduction)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("beta", [0.0, 1e-30, 0.5, 1.0, 3.0, 1e30])
 def test_smooth_l1_plain_is_the_formula(dtype, beta):
@@ -491,6 +532,13 @@ def test_lean_functions(dtype):
     assert lean.isdtype(x.dtype, "real floating") == compat_np.isdtype(x.dtype, "real floating")
     assert lean.isdtype(x.dtype, ("integral", "bool")) == compat_np.isdtype(x.dtype, ("integral", "bool"))
     assert lean.exp is np.exp and lean.float32 is np.float32
+    for y in (x, x[:, ::2], np.asfortranarray(x)):
+        for like, theirs, fill in ((lean.zeros_like, np.zeros_like, ()), (lean.ones_like, np.ones_like, ()),
+                                   (lean.full_like, np.full_like, (-math.inf,)), (lean.full_like, np.full_like, (2,))):
+            for to in (None, np.float32) if y.dtype.kind == "f" or fill != (-math.inf,) else (np.float32,):
+                got, want = like(y, *fill, dtype=to), theirs(y, *fill, dtype=to)
+                assert type(got) is np.ndarray and got.dtype == want.dtype
+                np.testing.assert_array_equal(got, want)
 
 
 def test_lean_take_along_axis():

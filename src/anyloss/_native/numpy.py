@@ -4,9 +4,10 @@ cache-sized blocks shared by a thread pool.
 Small calls run ``evaluate`` on :data:`lean`, NumPy's own functions without the
 dispatch layers the formulas never need (``np.sum`` is ``np.add.reduce``
 behind two Python frames), with identical values.  binary_cross_entropy
-(logits), kl_div, cosine, triplet (p = 2) and smooth_l1 run their plain
-forms from ``_formulas`` where the form's condition holds, the formula
-where it does not.  Class indices are range-checked here, in one pass.
+(logits), kl_div, cosine, cosine_embedding, poisson_nll (without ``full``),
+triplet (p = 2) and smooth_l1 run their plain forms from ``_formulas`` where
+the form's condition holds, the formula where it does not.  Class indices
+are range-checked here, in one pass.
 
 Large calls evaluate the same formulas block by block: blocks of elements
 for elementwise losses, of rows for losses along an axis, each small enough
@@ -35,9 +36,11 @@ import numpy as np
 from .._common import astype, reduce
 from .._formulas import (
     bce_logits_plain,
+    cosine_embedding_plain,
     cosine_plain,
     evaluate,
     kl_div_plain,
+    poisson_nll_plain,
     smooth_l1_plain,
     triplet_plain,
 )
@@ -93,16 +96,28 @@ def _asarray(obj, /, *, dtype=None, device=None, copy=None):
     return np.asarray(obj, dtype=dtype)
 
 
+# The *_like functions as np.ones, np.zeros and np.full of the shape (the
+# formulas read their values only, not their memory layout): np.zeros_like
+# costs several times as much on a small array.
+
+
 def _ones_like(x, /, *, dtype=None, device=None):
     if device is not None or type(x) is not np.ndarray:
         return compat_np.ones_like(x, dtype=dtype, device=device)
-    return np.ones_like(x, dtype=dtype)
+    return np.ones(x.shape, x.dtype if dtype is None else dtype)
 
 
 def _zeros_like(x, /, *, dtype=None, device=None):
     if device is not None or type(x) is not np.ndarray:
         return compat_np.zeros_like(x, dtype=dtype, device=device)
-    return np.zeros_like(x, dtype=dtype)
+    return np.zeros(x.shape, x.dtype if dtype is None else dtype)
+
+
+def _full_like(x, /, fill_value, *, dtype=None, device=None):
+    dtype = x.dtype if dtype is None else np.dtype(dtype)
+    if device is not None or type(x) is not np.ndarray or dtype.kind != "f" or type(fill_value) is not float:
+        return compat_np.full_like(x, fill_value, dtype=dtype, device=device)
+    return np.full(x.shape, fill_value, dtype)
 
 
 def _expand_dims(x, axis):
@@ -176,6 +191,7 @@ for _name, _fn in {
     "asarray": _asarray,
     "ones_like": _ones_like,
     "zeros_like": _zeros_like,
+    "full_like": _full_like,
     "expand_dims": _expand_dims,
     "squeeze": _squeeze,
     "isdtype": _isdtype,
@@ -251,8 +267,10 @@ def _check_range(func: str, x: Any, targets: Any, axis: int, ignore: Any = None)
 _PLAIN: dict[str, Callable[[tuple[Any, ...]], Any]] = {
     # (pos_weight is None: see run)
     "binary_cross_entropy": lambda p: (bce_logits_plain, ()) if p[0] else None,
+    "cosine_embedding_loss": lambda p: (cosine_embedding_plain, p),
     "cosine_similarity_loss": lambda p: (cosine_plain, p),
     "kl_div_loss": lambda p: (kl_div_plain, p),
+    "poisson_nll_loss": lambda p: None if p[1] else (poisson_nll_plain, (p[0], p[2])),
     "smooth_l1_loss": lambda p: (smooth_l1_plain, p),
     "triplet_loss": lambda p: (triplet_plain, (p[0], p[2], p[3])) if p[1] == 2 else None,
 }
