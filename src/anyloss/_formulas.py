@@ -530,8 +530,12 @@ def unit_rows(xp: Any, x: Any) -> Any:
 
 
 def cosine_logits(xp: Any, a: Any, b: Any, temperature: float) -> Any:
-    """``cos(a_i, b_j) / temperature`` for every row ``i`` of ``a`` and ``j`` of ``b``."""
-    return xp.matmul(unit_rows(xp, a), xp.matrix_transpose(unit_rows(xp, b))) * (1.0 / temperature)
+    """``cos(a_i, b_j) / temperature`` for every row ``i`` of ``a`` and ``j`` of
+    ``b``; ``b`` is ``a`` (NT-Xent): one pass of unit rows, and the product of
+    one array with its own transpose (NumPy's BLAS takes the symmetric kernel)."""
+    ua = unit_rows(xp, a)
+    ub = ua if b is a else unit_rows(xp, b)
+    return xp.matmul(ua, xp.matrix_transpose(ub)) * (1.0 / temperature)
 
 
 def info_nce_loss(xp: Any, q: Any, k: Any, temperature: float, symmetric: bool) -> Any:
