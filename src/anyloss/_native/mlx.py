@@ -190,6 +190,12 @@ def compiled(
     return found
 
 
+def checks_class_indices(targets: Any) -> bool:
+    """Whether :func:`run` checks class indices itself: never (MLX's values
+    are not read; the formula guards them)."""
+    return False
+
+
 def run(
     xp: Any,
     name: str,
