@@ -4,6 +4,8 @@ logits + cross entropy; chunk and batch invariance; errors."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -135,6 +137,28 @@ def test_jax_under_jit_grad_and_vmap():
             x @ jnp.asarray(w).T + jnp.asarray(b), t, reduction="mean")))(jnp.asarray(xs), jnp.asarray(ts))
     for a, e in zip(got, want):
         np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_torch_compile_equals_the_naive_composition(reduction):
+    """Under torch.compile the chunk loop runs eagerly (a graph break): the
+    same values and gradients, 'none' under a non-uniform upstream gradient."""
+    import torch
+
+    x, w, b, t, cw = _data(7)
+    kw = {"z_loss": 1e-2, "ignore_index": 2}
+    g = np.random.default_rng(8).standard_normal(N if reduction == "none" else ()).astype(np.float32)
+    want = _naive_grads("torch", x, w, b, t, None, g, reduction, kw, fused=False)
+    torch._dynamo.reset()
+    args = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Dynamo's notes on lru_caches it looks through
+        compiled = torch.compile(lambda x, w, b: anyloss.linear_cross_entropy(
+            x, w, torch.tensor(t), b, reduction=reduction, chunk_size=8, **kw), backend="aot_eager")
+        out = compiled(*args)
+    grads = torch.autograd.grad(out, args, torch.tensor(g).reshape(out.shape))
+    for a, e in zip([out, *grads], want):
+        np.testing.assert_allclose(to_numpy(a), e, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("chunk", [1, 4, 29, 1000])

@@ -13,7 +13,33 @@ from __future__ import annotations
 from typing import Any
 
 from . import _formulas
-from ._common import astype, reduce
+from ._common import astype, reduce, take
+
+
+def chunk_logits(xp: Any, x: Any, weight: Any, bias: Any, dtype: Any) -> Any:
+    """A chunk's logits ``x @ W.T + b`` in ``dtype`` (``weight`` and ``bias``
+    already in it)."""
+    logits = astype(xp, x, dtype) @ weight.T
+    return logits if bias is None else logits + bias
+
+
+def ce_params(params: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``cross_entropy``'s static parameters (axis, smoothing, probabilities,
+    guard, softcap, z_loss, ignore_index) from ours."""
+    smoothing, guard, softcap, z_loss, ignore_index = params
+    return (-1, smoothing, False, guard, softcap, z_loss, ignore_index)
+
+
+def chunk_rows(xp: Any, logits: Any, targets: Any, class_weights: Any, params: tuple[Any, ...]
+               ) -> tuple[Any, Any]:
+    """The per-row loss of a chunk's ``logits`` and the weight its rows add
+    to a 'mean' (``None``: one per row)."""
+    _, smoothing, _, guard, softcap, z_loss, ignore_index = ce_params(params)
+    out = _formulas.cross_entropy(
+        xp, logits, targets, class_weights, -1, smoothing, False, guard, softcap, z_loss,
+        ignore_index,
+    )
+    return out if isinstance(out, tuple) else (out, None)
 
 
 def chunk_loss(
@@ -24,15 +50,22 @@ def chunk_loss(
     (``None``: one per row).  ``weight``, ``bias`` and ``class_weights`` are
     already in ``dtype``; ``params`` = (smoothing, guard, softcap, z_loss,
     ignore_index)."""
-    smoothing, guard, softcap, z_loss, ignore_index = params
-    logits = astype(xp, x, dtype) @ weight.T
-    if bias is not None:
-        logits = logits + bias
-    out = _formulas.cross_entropy(
-        xp, logits, targets, class_weights, -1, smoothing, False, guard, softcap, z_loss,
-        ignore_index,
-    )
-    return out if isinstance(out, tuple) else (out, None)
+    return chunk_rows(xp, chunk_logits(xp, x, weight, bias, dtype), targets, class_weights, params)
+
+
+def mean_total(xp: Any, targets: Any, class_weights: Any, ignore_index: Any, dtype: Any) -> Any:
+    """The denominator of a 'mean' over ``targets`` as :func:`chunk_rows`
+    gives it: the class weight of the rows kept, or their number (a 0-d
+    array)."""
+    keep = None if ignore_index is None else targets != ignore_index
+    if class_weights is None:
+        if keep is None:
+            return xp.asarray(float(targets.shape[0]), dtype=dtype, device=targets.device)
+        return xp.sum(astype(xp, keep, dtype))
+    safe = targets if keep is None else xp.where(keep, targets, xp.zeros_like(targets))
+    # an index out of range (unchecked, its row NaN) reads no memory out of bounds
+    rows = take(xp, class_weights, xp.clip(safe, 0, class_weights.shape[0] - 1))
+    return xp.sum(rows if keep is None else xp.where(keep, rows, xp.zeros_like(rows)))
 
 
 def spans(n: int, chunk: int) -> list[tuple[int, int]]:

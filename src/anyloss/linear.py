@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import numbers
 from typing import Any, Optional
 
 from . import _linear, _native
 from ._common import (
     Reduction,
+    _torch_compiling,
     check_real,
     check_reduction,
     float_dtypes,
@@ -69,7 +72,8 @@ def linear_cross_entropy(
         logit_softcap (float, optional): Logits become ``c * tanh(logits / c)``. Default: ``None``.
         reduction (str, optional): ``'none'`` | ``'mean'`` | ``'sum'``. Default: ``'mean'``.
         chunk_size (int, optional): Tokens per chunk; by default about
-            ``2**23 / V`` (32 MiB of float32 logits per chunk). Default: ``None``.
+            ``2**23 / V`` (32 MiB of float32 logits per chunk), ``2**20 / V``
+            on MLX (whose gradient holds a chunk's whole graph). Default: ``None``.
 
     Returns:
         array: The loss, shape of ``targets`` for ``'none'``, a 0-d array
@@ -117,7 +121,9 @@ def linear_cross_entropy(
         if a is not None and not xp.isdtype(a.dtype, "real floating"):
             raise TypeError(f"{func}: {name} must have a real floating dtype, got {a.dtype}")
     _check_training_options(xp, func, class_weights, ignore_index, vocab, False)
-    with _native.portable():  # no fast path reads the indices here: the check reads them
+    # no fast path reads the indices here: the check reads them (under
+    # torch.compile no fast path runs, and Dynamo cannot enter portable()'s lock)
+    with contextlib.nullcontext() if _torch_compiling() else _native.portable():
         guard = _check_class_indices(xp, func, targets, vocab, ignore_index)
     out_dtype, dtype = float_dtypes(xp, func, inputs=inputs, weight=weight, bias=bias,
                                     class_weights=class_weights)
@@ -127,21 +133,33 @@ def linear_cross_entropy(
         n *= s
     x = xp.reshape(inputs, (n, dim))
     t = xp.reshape(targets, (n,))
-    chunk = int(chunk_size) if chunk_size is not None else max(1, CHUNK_ENTRIES // max(vocab, 1))
-    chunk = min(chunk, max(n, 1))
     params = (smoothing, guard, softcap, z, ignore_index)
-    run = _linear.forward
+    run, entries = _linear.forward, CHUNK_ENTRIES
     if _native.enabled():
-        run = _driver(xp) or run
+        driver = _driver(xp)
+        if driver is not None:
+            run, entries = driver.forward, getattr(driver, "CHUNK_ENTRIES", entries)
+    chunk = int(chunk_size) if chunk_size is not None else max(1, entries // max(vocab, 1))
+    chunk = min(chunk, max(n, 1))
     loss = run(xp, x, weight, bias, t, class_weights, dtype, params, reduction, out_dtype, chunk)
     return xp.reshape(loss, batch) if reduction == "none" else loss
 
 
+# namespace -> the library's chunked autodiff driver module (None: none)
+_DRIVERS: dict[Any, Any] = {}
+
+
 def _driver(xp: Any) -> Any:
-    """The library's chunked autodiff driver, or ``None`` (loss values only)."""
+    """The library's chunked autodiff driver module, or ``None`` (loss values only)."""
+    try:
+        return _DRIVERS[xp]
+    except KeyError:
+        pass
+    if _torch_compiling():
+        return None  # no import while torch.compile traces
+    found = None
     for library in ("torch", "jax", "mlx"):
         if is_namespace(xp, library):
-            from importlib import import_module
-
-            return import_module(f"._native.linear_{library}", __package__).forward
-    return None
+            found = importlib.import_module(f"._native.linear_{library}", __package__)
+    _DRIVERS[xp] = found
+    return found
