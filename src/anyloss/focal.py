@@ -26,9 +26,12 @@ Array = Any
 
 def check_class_indices(xp: Any, func: str, targets: Array, num_classes: int, high: Optional[int] = None) -> bool:
     """Class indices: an integer dtype, and values in ``[0, num_classes)`` (or
-    ``[0, high]``) where they can be read; whether the formula must guard
-    them (they could not be read: under a trace, on a device, lazy)."""
+    ``[0, high]``) where they can be read or (without ``high``) the fast path
+    reads them; whether the formula must guard them (they could not be read:
+    under a trace, on a device, lazy)."""
     check_integer(xp, func, "targets", targets)
+    if high is None and _native.checks_class_indices(xp, targets, func):
+        return False
     if not values_known(xp, targets):
         return True
     top = num_classes - 1 if high is None else high

@@ -75,9 +75,15 @@ def _case(name: str, rng: np.random.Generator, axis: int, variant: str = ""):
     if name == "nll_loss":
         x = {"inputs": _log_softmax(n(), axis), "targets": rng.integers(0, SHAPE[axis], rows)}
         return x, {"axis": axis}, ("inputs",)
-    if name == "kl_div_loss":
+    if name in ("kl_div_loss", "js_div_loss"):
         x = {"inputs": _log_softmax(n(), axis), "targets": _log_softmax(2 * n(), axis)}
         return x, {"axis": axis}, ("inputs", "targets")
+    if name in ("softmax_focal_loss", "poly1_cross_entropy"):
+        x = {"logits": 2 * n(), "targets": rng.integers(0, SHAPE[axis], rows)}
+        if variant == "weights":
+            x["class_weights"] = rng.uniform(0.5, 2, SHAPE[axis])
+            return x, {"axis": axis, "gamma": 0.5}, ("logits", "class_weights")
+        return x, {"axis": axis}, ("logits",)
     if name == "cosine_similarity_loss":
         return {"x1": n(), "x2": n()}, {"axis": axis}, ("x1", "x2")
     if name == "triplet_loss":
@@ -101,8 +107,10 @@ LOSSES = (
     "binary_cross_entropy", "cosine_similarity_loss", "cross_entropy", "gaussian_nll_loss",
     "hinge_loss", "huber_loss", "kl_div_loss", "l1_loss", "log_cosh_loss",
     "margin_ranking_loss", "mse_loss", "nll_loss", "smooth_l1_loss", "triplet_loss",
+    "softmax_focal_loss", "poly1_cross_entropy", "js_div_loss",
 )
 VARIANTS = {
+    "softmax_focal_loss": ("", "weights"),
     "binary_cross_entropy": ("", "probabilities"),
     "cross_entropy": ("", "smoothing", "probabilities"),
     "triplet_loss": ("", "p3"),
@@ -222,7 +230,7 @@ def test_jvp_vmap_and_eager_grad(case):
     def loss(d, reduction="mean"):
         return getattr(anyloss, name)(**{**x, **d}, **params, reduction=reduction)
 
-    special = name in ("cross_entropy", "kl_div_loss", "cosine_similarity_loss", "triplet_loss")
+    special = name in ("cross_entropy", "kl_div_loss", "cosine_similarity_loss", "triplet_loss", "js_div_loss")
 
     def transforms(primals, tangents, batched):
         out = {

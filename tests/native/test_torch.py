@@ -170,6 +170,11 @@ CASES = [
          lambda g, s: [_normal(g, s, 1e-5), _normal(g, s, 3e-5)], shape=(6, 8)),
     Case("triplet", "triplet_loss", _triplets, shape=(6, 8)),
     Case("triplet-p1", "triplet_loss", _triplets, {"p": 1}, shape=(6, 8)),
+    Case("softmax-focal", "softmax_focal_loss", _ce),
+    Case("softmax-focal-gamma-half-weights", "softmax_focal_loss",
+         lambda g, s: _ce(g, s) + [_class_weights(g, s)], {"gamma": 0.5}, keywords=("class_weights",)),
+    Case("poly1", "poly1_cross_entropy", _ce, {"epsilon": 1.5}),
+    Case("js-div", "js_div_loss", lambda g, s: [_log_probs(g, s), _log_probs(g, s)]),
     Case("multi-margin", "multi_margin_loss", lambda g, s: [_normal(g, s), _classes(g, s[:-1], s[-1])]),
     Case("multi-margin-p2-weights", "multi_margin_loss",
          lambda g, s: [_normal(g, s), _classes(g, s[:-1], s[-1]), _class_weights(g, s)],
@@ -447,6 +452,10 @@ HARD = [
                                       _t(0.0, 3e20, shape=(1, 2))], {}),
     ("triplet-tiny-eps-0", "triplet_loss", [_t(1e-25, 0.0, shape=(1, 2)), _t(0.0, 0.0, shape=(1, 2)),
                                             _t(0.0, 3e-25, shape=(1, 2))], {"eps": 0.0, "margin": 0.0}),
+    ("softmax-focal-infinite-logit", "softmax_focal_loss",
+     [_t(INF, 0.0, 1.0, 2.0, shape=(2, 2)), torch.tensor([1, 0])], {}),
+    ("poly1-infinite-logit", "poly1_cross_entropy",
+     [_t(-INF, INF, 1.0, 2.0, shape=(2, 2)), torch.tensor([1, 0])], {"reduction": "mean"}),
     ("soft-margin-overflow", "soft_margin_loss", [_t(100.0, 1.0), _t(-1.0, 1.0)], {}),
     ("multilabel-infinite-logits", "multilabel_soft_margin_loss",
      [_t(INF, -INF, 1.0, 2.0, shape=(2, 2)), _t(1.0, 0.0, 1.0, 0.0, shape=(2, 2))], {}),
@@ -529,6 +538,10 @@ KERNELS = {
     "cosine-below-eps": (torch._C._linalg, "linalg_vector_norm"),
     "triplet": (torch, "hypot"),
     "triplet-p1": (torch._C._linalg, "linalg_vector_norm"),
+    "softmax-focal": (torch._C._nn, "cross_entropy_loss"),
+    "softmax-focal-gamma-half-weights": (torch._C._nn, "cross_entropy_loss"),
+    "poly1": (torch._C._nn, "cross_entropy_loss"),
+    "js-div": (torch.Tensor, "clamp"),
     "multi-margin": (torch._C._nn, "multi_margin_loss"),
     "multi-margin-p2-weights": (torch._C._nn, "multi_margin_loss"),
     "soft-margin": (torch._C._nn, "soft_margin_loss"),
@@ -584,6 +597,52 @@ def test_out_of_range_class_indices_raise(loss, index_dtype, bad):
     if loss == "cross_entropy":
         with pytest.raises(ValueError, match="class indices"):
             anyloss.cross_entropy(logits, targets, weights=torch.ones(3), label_smoothing=0.1)
+
+
+def _requiring_grad(n):
+    return torch.ones(n).requires_grad_()
+
+
+@pytest.mark.parametrize("loss, kwargs", [
+    ("softmax_focal_loss", {}),
+    ("softmax_focal_loss", {"class_weights": torch.ones(5)}),
+    ("poly1_cross_entropy", {}),
+    ("multi_margin_loss", {}),
+    ("multi_margin_loss", {"class_weights": "grad"}),  # the formula: no kernel ran
+    ("cross_entropy", {"logit_softcap": 5.0}),  # the formula
+    ("cross_entropy", {"z_loss": 1e-4}),  # the formula
+    ("nll_loss", {"class_weights": "grad", "ignore_index": 2, "reduction": "mean"}),  # the formula
+])
+def test_out_of_range_class_indices_raise_on_every_path(loss, kwargs):
+    """The front door leaves the range to this module on the host: the
+    kernel's check, or one read where the formula computes the call."""
+    kwargs = {k: _requiring_grad(5) if v == "grad" else v for k, v in kwargs.items()}
+    logits = torch.log_softmax(torch.randn(3, 5), -1)
+    for bad in (5, -1):
+        targets = torch.tensor([0, bad, 4])
+        with pytest.raises(ValueError, match=rf"{loss}: targets holds class indices from {min(bad, 0)} to {max(bad, 4)}[ ,]"):
+            getattr(anyloss, loss)(logits, targets, **kwargs)
+    with fwAD.dual_level():  # forward mode: the formula
+        dual = fwAD.make_dual(logits, torch.ones_like(logits))
+        with pytest.raises(ValueError, match="class indices from 0 to 5"):
+            getattr(anyloss, loss)(dual, torch.tensor([0, 5, 4]), **kwargs)
+
+
+def test_js_div_gradient_of_close_distributions():
+    """Log-probabilities 1e-4 apart (a gradient element is ~1e-5 of its
+    probability): the float32 gradients from the slopes are each element of
+    the float64 gradient of the same numbers to a few ulps of itself."""
+    g = _gen(5)
+    x32 = torch.log_softmax(_normal(g, (4, 6)), -1).float()
+    t32 = torch.log_softmax(x32.double() + 1e-4 * _normal(g, (4, 6)), -1).float()
+    x64, t64 = x32.double(), t32.double()  # the same numbers
+    leaves = [x64.clone().requires_grad_(), t64.clone().requires_grad_()]
+    with _native.portable():
+        anyloss.js_div_loss(*leaves, reduction="sum").backward()
+    x, t = (a.float().requires_grad_() for a in (x64, t64))
+    anyloss.js_div_loss(x, t, reduction="sum").backward()
+    for got, want in ((x.grad, leaves[0].grad), (t.grad, leaves[1].grad)):
+        assert ((got.double() - want).abs() <= 4 * _eps(torch.float32) * want.abs()).all()
 
 
 @pytest.mark.parametrize("loss", ["cross_entropy", "nll_loss"])

@@ -100,10 +100,14 @@ def call(
     return evaluate(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays)
 
 
-def checks_class_indices(xp: Any, targets: Any) -> bool:
+def checks_class_indices(xp: Any, targets: Any, func: str | None = None) -> bool:
     """Whether the fast path for ``targets`` checks the class-index range itself
-    (with the same clear error), so the front door need not read the values."""
+    (with the same clear error), so the front door need not read the values:
+    for cross_entropy and nll_loss, or for loss ``func`` where the module's
+    ``INDEX_CHECKED`` names it."""
     if _depth:
         return False
     fast = module(xp)
-    return fast is not None and getattr(fast, "checks_class_indices", lambda t: False)(targets)
+    if fast is None or func is not None and func not in getattr(fast, "INDEX_CHECKED", ()):
+        return False
+    return getattr(fast, "checks_class_indices", lambda t: False)(targets)

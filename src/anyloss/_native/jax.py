@@ -6,13 +6,18 @@ XLA executable (no tracing, no compilation after the first call with those
 shapes), and under an outer ``jax.jit``, ``grad`` or ``vmap`` the same
 function is inlined into the caller's trace.
 
-Four losses run in forms that XLA compiles to the passes of the native
+Some losses run in forms that XLA compiles to the passes of the native
 kernels (the row forms of :mod:`anyloss._formulas`):
 
 * ``cross_entropy`` without training options (with them: the formula):
   :func:`~anyloss._formulas.cross_entropy_plain` (the
   ``log1p`` that keeps a confident row's tiny loss costs a compare and a
   select over the logits, which XLA on the CPU does not fuse into the sum);
+* ``softmax_focal_loss`` and ``poly1_cross_entropy`` (class indices): their
+  ``*_of_ce`` forms of that cross entropy;
+* ``js_div_loss``: the formula, differentiated by its slopes
+  (:func:`~anyloss._formulas.js_div_slopes`) in a ``jax.custom_jvp``, not
+  through its forms;
 * ``cosine_similarity_loss``, ``triplet_loss`` (p = 2), ``kl_div_loss``: the
   plain rows, and the safe rows under ``lax.cond`` only where the plain ones
   are not exact, inside a ``jax.custom_jvp`` whose tangent is taken outside
@@ -94,6 +99,12 @@ def _form(name: str, params: tuple[Any, ...]) -> Callable[..., Any] | None:
         return _cosine(*params)
     if name == "triplet_loss" and params[1] == 2:
         return _triplet(*params)
+    if name == "softmax_focal_loss":
+        return _softmax_focal(*params)
+    if name == "poly1_cross_entropy" and not params[2]:
+        return _poly1(*params)
+    if name == "js_div_loss":
+        return _js_div(*params)
     return None
 
 
@@ -235,6 +246,40 @@ def _probabilities(axis: int, smoothing: float) -> Callable[..., Any]:
         if dx is None:
             return jax.jvp(lambda t: guarded(x, t), (t,), (dt,))
         return jax.jvp(guarded, primals, (dx, dt))
+
+    loss.defjvp(rule, symbolic_zeros=True)
+    return lambda xp, x, t, *params: loss(x, t)
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _softmax_focal(axis: int, gamma: float, guard: bool) -> Callable[..., Any]:
+    def form(xp, logits, targets, class_weights, *params):
+        ce = F.cross_entropy_plain(xp, logits, targets, axis, 0.0, False, guard)
+        return F.softmax_focal_of_ce(xp, ce, targets, class_weights, gamma, guard)
+
+    return form
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _poly1(axis: int, epsilon: float, probabilities: bool, guard: bool) -> Callable[..., Any]:
+    def form(xp, logits, targets, *params):
+        return F.poly1_of_ce(xp, F.cross_entropy_plain(xp, logits, targets, axis, 0.0, False, guard), epsilon)
+
+    return form
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _js_div(axis: int) -> Callable[..., Any]:
+    loss = jax.custom_jvp(lambda x, t: F.js_div_loss(jnp, x, t, axis))
+
+    def rule(primals, tangents):
+        (x, t), (dx, dt) = primals, _tangents(tangents)
+        out = loss(x, t)
+        if dx is None and dt is None:
+            return out, jnp.zeros_like(out)
+        sx, st = F.js_div_slopes(jnp, x, t)
+        terms = sx * dx if dt is None else (st * dt if dx is None else sx * dx + st * dt)
+        return out, jnp.sum(terms, axis=axis)
 
     loss.defjvp(rule, symbolic_zeros=True)
     return lambda xp, x, t, *params: loss(x, t)

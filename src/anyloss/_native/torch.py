@@ -32,7 +32,8 @@ import torch.autograd.forward_ad as _forward_ad
 
 from .._formulas import (
     DOUBLE_LOG_COSH_LIMIT, FORMULAS, _cosine_pair_terms, cosine_by_norms, double_log_cosh,
-    evaluate, exact_sums_floor, gaussian_nll_loss, triplet_by_norms,
+    evaluate, exact_sums_floor, gaussian_nll_loss, js_div_loss, js_div_slopes, poly1_of_ce,
+    softmax_focal_of_ce, triplet_by_norms,
 )
 
 _nn = torch._C._nn
@@ -54,6 +55,9 @@ def _hypot(x: Any, y: Any) -> Any:
 _XP = types.ModuleType("array_api_compat.torch")
 _XP.__getattr__ = lambda name: getattr(_compat_torch, name)  # the others: array-api-compat's
 _XP.hypot = _hypot
+# (torch's sign of NaN is 0, array-api-compat's NaN by a masked write, which
+# torch.func.vmap cannot batch; the forms that use it carry NaN otherwise)
+_XP.sign = torch.sign
 _XP.linalg = types.SimpleNamespace(
     vector_norm=lambda x, axis=None, keepdims=False, ord=2: _linalg.linalg_vector_norm(x, ord, axis, keepdims),
     vecdot=lambda a, b, axis=-1: _linalg.linalg_vecdot(a, b, dim=axis),
@@ -299,6 +303,35 @@ def _nll(params, reduction, dtype, weighted, inputs, targets, class_weights):
     return loss
 
 
+def _ce_rows(func: str, x: Any, targets: Any, axis: int, guard: bool, dtype: Any) -> Any:
+    """The unreduced cross entropy of class indices by torch's kernel (the
+    range checked by it on the host, NaN out of range with ``guard``)."""
+    return _indexed(func, _nn.cross_entropy_loss, _to(x, dtype), targets, axis, guard,
+                    "none", None, None, 0.0)
+
+
+def _softmax_focal(params, reduction, dtype, weighted, logits, targets, class_weights):
+    """``_formulas.softmax_focal_of_ce`` of torch's cross entropy: a
+    confident row's loss far below eps, which the kernel rounds to 0, gives
+    0; an infinite logit (read on the host) runs the formula."""
+    axis, gamma, guard = params
+    ce = _ce_rows("softmax_focal_loss", logits, targets, axis, guard, dtype)
+    cw = None if class_weights is None else _to(class_weights, dtype)
+    loss = _reduce(softmax_focal_of_ce(_XP, ce, targets, cw, gamma, guard), reduction)
+    return loss if _stands(loss, zero_ok=True) else None
+
+
+def _poly1(params, reduction, dtype, weighted, logits, targets):
+    """``_formulas.poly1_of_ce`` of torch's cross entropy, for class indices
+    (see ``_softmax_focal``); probabilities run the formula."""
+    axis, epsilon, probabilities, guard = params
+    if probabilities:
+        return None
+    ce = _ce_rows("poly1_cross_entropy", logits, targets, axis, guard, dtype)
+    loss = _reduce(poly1_of_ce(_XP, ce, epsilon), reduction)
+    return loss if _stands(loss, zero_ok=True) else None
+
+
 def _bce(params, reduction, dtype, weighted, x, t, pos_weight, *weights):
     (with_logits,) = params
     x, t = _to(x, dtype), _to(t, dtype)
@@ -354,6 +387,39 @@ def _kl_div(params, reduction, dtype, weighted, x, t):
             loss = loss * _constant(1.0 / rows, loss) if rows else loss / rows
     # exp(t) (t - x) is nan for t = -inf (0 log 0, which is 0).
     return loss if _stands(loss, zero_ok=True) else None
+
+
+class _JSDiv(torch.autograd.Function):
+    """``_formulas.js_div_loss`` as one node whose derivatives are
+    ``_formulas.js_div_slopes``: the loss's value bit for bit, without the
+    graph of its forms and its reverse pass (twice the operations)."""
+
+    @staticmethod
+    def forward(x, t, axis):
+        return js_div_loss(_XP, x, t, axis)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0], inputs[1])
+        ctx.axis = inputs[2]
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, t = ctx.saved_tensors
+        dx, dt = js_div_slopes(_XP, x, t)
+        grad = grad.unsqueeze(ctx.axis)
+        return (dx * grad if ctx.needs_input_grad[0] else None,
+                dt * grad if ctx.needs_input_grad[1] else None, None)
+
+
+def _js_div(params, reduction, dtype, weighted, x, t):
+    """``_JSDiv`` where a gradient is taken, else (also under forward mode
+    and torch.func) the formula."""
+    (axis,) = params
+    x, t = _to(x, dtype), _to(t, dtype)
+    if _differentiated(x, t) and not _kernel_off(x, t):
+        return _reduce(_JSDiv.apply(x, t, axis), reduction)
+    return _reduce(js_div_loss(_XP, x, t, axis), reduction)
 
 
 def _formula(name: str) -> Any:
@@ -543,12 +609,21 @@ def _multi_margin(params, reduction, dtype, weighted, x, t, w):
     It has no gradient with respect to the class weights, forward mode or
     second derivative: where the weights need one the formula runs."""
     p, margin, guard = params
-    if guard or not x.numel() or _kernel_off(x, w) or w is not None and _differentiated(w):
+    if w is None:
+        if guard or _forward_ad._current_level >= 0 or _wrapped(x) or not x.numel():
+            return None
+    elif guard or not x.numel() or _kernel_off(x, w) or _differentiated(w):
         return None
-    rows = _to(x, dtype).reshape(-1, x.shape[-1])
-    w = None if w is None else _to(w, dtype)
-    loss = _nn.multi_margin_loss(rows, t.reshape(-1).long(), p, margin, w, _ENUM[reduction])
-    return loss.reshape(t.shape) if reduction == "none" else loss
+    else:
+        w = _to(w, dtype)
+    rows = _to(x, dtype) if x.ndim == 2 else _to(x, dtype).reshape(-1, x.shape[-1])
+    labels = t if t.ndim == 1 else t.reshape(-1)
+    try:
+        loss = _nn.multi_margin_loss(rows, _to(labels, torch.int64), p, margin, w, _ENUM[reduction])
+    except RuntimeError:  # its range check: our error
+        _check_indices("multi_margin_loss", params, x, t)
+        raise
+    return loss.reshape(t.shape) if reduction == "none" and t.ndim != 1 else loss
 
 
 def _soft_margin(params, reduction, dtype, weighted, x, t):
@@ -649,15 +724,45 @@ _FAST = {
     "gaussian_nll_loss": _gaussian_nll,
     "hinge_loss": _formula("hinge_loss"),
     "huber_loss": _huber,
+    "js_div_loss": _js_div,
     "kl_div_loss": _kl_div,
     "l1_loss": _l1,
     "log_cosh_loss": _log_cosh,
     "margin_ranking_loss": _margin_ranking,
     "mse_loss": _mse,
     "nll_loss": _nll,
+    "poly1_cross_entropy": _poly1,
+    "softmax_focal_loss": _softmax_focal,
     "smooth_l1_loss": _smooth_l1,
     "triplet_loss": _triplet,
 }
+
+
+# Loss -> the positions in its parameters of the class axis (None: the last),
+# of ``guard`` and of ignore_index (None: none), for the losses whose class
+# indices the front door leaves to this module (``checks_class_indices``).
+_INDEXED = {
+    "cross_entropy": (0, 3, 6),
+    "nll_loss": (0, 1, 2),
+    "softmax_focal_loss": (0, 2, None),
+    "poly1_cross_entropy": (0, 3, None),
+    "multi_margin_loss": (None, 2, None),
+}
+INDEX_CHECKED = frozenset(_INDEXED)
+
+
+def _check_indices(name: str, params: tuple[Any, ...], x: Any, targets: Any) -> None:
+    """The class-index range check the front door left to the kernels, for a
+    call that the formula computes: one ``aminmax`` on the host."""
+    axis, guard, ignore = _INDEXED[name]
+    if params[guard] or targets.is_floating_point() or not targets.numel() or not checks_class_indices(targets):
+        return  # the formula guards them; probabilities; nothing to read
+    classes = x.shape[-1 if axis is None else params[axis]] if x.ndim else 0
+    ignore = None if ignore is None else params[ignore]
+    t = targets.detach() if ignore is None else targets.detach().masked_fill(targets == ignore, 0)
+    lo, hi = torch.aminmax(t)
+    if lo < 0 or hi >= classes:
+        raise _range_error(name, targets, classes, ignore)
 
 
 def run(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays):
@@ -668,4 +773,6 @@ def run(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays):
         loss = fast(params, reduction, dtype, weighted, *arrays)
         if loss is not None:
             return loss if loss.dtype is out_dtype else loss.to(out_dtype)
+    if name in _INDEXED:
+        _check_indices(name, params, arrays[0], arrays[1])
     return evaluate(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays)
