@@ -86,6 +86,9 @@ def _case(name: str, rng: np.random.Generator, axis: int, variant: str = ""):
         return x, {"axis": axis}, ("logits",)
     if name == "cosine_similarity_loss":
         return {"x1": n(), "x2": n()}, {"axis": axis}, ("x1", "x2")
+    if name == "cosine_embedding_loss":
+        y = np.where(rng.random(rows) < 0.5, -1, 1)
+        return {"x1": n(), "x2": n(), "targets": y}, {"axis": axis, "margin": 0.1}, ("x1", "x2")
     if name == "triplet_loss":
         p = 3 if variant == "p3" else 2
         x = {"anchors": n(), "positives": n(), "negatives": n()}
@@ -107,7 +110,7 @@ LOSSES = (
     "binary_cross_entropy", "cosine_similarity_loss", "cross_entropy", "gaussian_nll_loss",
     "hinge_loss", "huber_loss", "kl_div_loss", "l1_loss", "log_cosh_loss",
     "margin_ranking_loss", "mse_loss", "nll_loss", "smooth_l1_loss", "triplet_loss",
-    "softmax_focal_loss", "poly1_cross_entropy", "js_div_loss",
+    "softmax_focal_loss", "poly1_cross_entropy", "js_div_loss", "cosine_embedding_loss",
 )
 VARIANTS = {
     "softmax_focal_loss": ("", "weights"),
@@ -230,7 +233,8 @@ def test_jvp_vmap_and_eager_grad(case):
     def loss(d, reduction="mean"):
         return getattr(anyloss, name)(**{**x, **d}, **params, reduction=reduction)
 
-    special = name in ("cross_entropy", "kl_div_loss", "cosine_similarity_loss", "triplet_loss", "js_div_loss")
+    special = name in ("cross_entropy", "kl_div_loss", "cosine_similarity_loss", "triplet_loss", "js_div_loss",
+                       "cosine_embedding_loss")
 
     def transforms(primals, tangents, batched):
         out = {

@@ -18,6 +18,7 @@ kernels (the row forms of :mod:`anyloss._formulas`):
 * ``js_div_loss``: the formula, differentiated by its slopes
   (:func:`~anyloss._formulas.js_div_slopes`) in a ``jax.custom_jvp``, not
   through its forms;
+* ``cosine_embedding_loss``: the pair terms of ``cosine_similarity_loss``'s form;
 * ``cosine_similarity_loss``, ``triplet_loss`` (p = 2), ``kl_div_loss``: the
   plain rows, and the safe rows under ``lax.cond`` only where the plain ones
   are not exact, inside a ``jax.custom_jvp`` whose tangent is taken outside
@@ -99,6 +100,8 @@ def _form(name: str, params: tuple[Any, ...]) -> Callable[..., Any] | None:
         return _cosine(*params)
     if name == "triplet_loss" and params[1] == 2:
         return _triplet(*params)
+    if name == "cosine_embedding_loss":
+        return _cosine_embedding(*params)
     if name == "softmax_focal_loss":
         return _softmax_focal(*params)
     if name == "poly1_cross_entropy" and not params[2]:
@@ -158,6 +161,12 @@ def _cosine(axis: int, floor: float) -> Callable[..., Any]:
         tangent,
     )
     return lambda xp, a, b, *params: loss(a, b)
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _cosine_embedding(axis: int, margin: float, floor: float) -> Callable[..., Any]:
+    cosine = _cosine(axis, floor)
+    return lambda xp, a, b, y, *params: F._cosine_pair_terms(xp, cosine(xp, a, b), y, margin)
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
