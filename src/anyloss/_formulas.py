@@ -913,6 +913,20 @@ def bce_logits_plain(xp: Any, x: Any, t: Any) -> Any:
     return coefficient * x + xp.log1p(xp.exp(-xp.abs(x)))
 
 
+def bce_logits_relu(xp: Any, x: Any, t: Any, pos_weight: Any) -> Any:
+    """:func:`binary_cross_entropy` with logits as ``(1 - t) max(x, 0) +
+    w t max(-x, 0) + (1 - t + w t) log1p(exp(-|x|))``: the formula's terms
+    bit for bit wherever ``x`` is finite (one of the first two is 0), with
+    no select or compare (XLA's CPU reduction fusion takes it whole), and
+    without the ``0 * x = 0`` rule: NaN for an infinite logit whose
+    coefficient is 0."""
+    wt = t if pos_weight is None else pos_weight * t
+    softplus = xp.log1p(xp.exp(-xp.abs(x)))
+    if pos_weight is not None:
+        softplus = (1.0 - t + wt) * softplus
+    return (1.0 - t) * xp.maximum(x, 0.0) + wt * xp.maximum(-x, 0.0) + softplus
+
+
 def sigmoid_focal_plain(xp: Any, x: Any, t: Any, alpha: Any, gamma: float) -> Any:
     """:func:`sigmoid_focal_loss` without the ``0 * inf = 0`` rule of its
     cross entropy (``c |x|`` as a plain product, five primitives fewer).  It

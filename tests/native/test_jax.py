@@ -343,6 +343,24 @@ def test_safe_branch(hard, dtype):
     _close(loss(d, "none"), expected[0], dtype, f"{hard} values, eager")
 
 
+@pytest.mark.parametrize("pos_weight", (None, 2.5))
+def test_bce_infinite_logits_run_the_formula(pos_weight):
+    """An infinite logit with its matching target (0 * inf in the max/min
+    form) switches the whole call to the formula: loss 0 there, as the
+    portable code, values and gradients; finite logits keep the form."""
+    x = jnp.asarray([np.inf, -np.inf, 2.0, -3.0, 0.5], dtype="float32")
+    t = jnp.asarray([1.0, 0.0, 0.5, 1.0, 0.0], dtype="float32")
+    w = None if pos_weight is None else jnp.asarray(pos_weight, dtype="float32")
+    for logits in (x, x[2:]):
+        for reduction in ("none", "mean"):
+            def loss(a, reduction=reduction):
+                return anyloss.binary_cross_entropy(a, t[-a.shape[0]:], pos_weight=w, reduction=reduction)
+
+            got, expected = _both(lambda a: (loss(a), jax.grad(lambda b: jnp.sum(loss(b, "sum")))(a)), logits)
+            _close_all(got, expected, "float32", f"bce {pos_weight} {reduction}")
+            assert bool(jnp.all(jnp.isfinite(got[0])))
+
+
 def test_plain_forms_exact_on_normal_rows():
     """The plain forms are taken for ordinary inputs (else the fast path is the slow one)."""
     rng = _rng("normal rows")

@@ -18,6 +18,11 @@ kernels (the row forms of :mod:`anyloss._formulas`):
 * ``js_div_loss``: the formula, differentiated by its slopes
   (:func:`~anyloss._formulas.js_div_slopes`) in a ``jax.custom_jvp``, not
   through its forms;
+* ``binary_cross_entropy`` with logits: the whole call (reduction included)
+  by :func:`~anyloss._formulas.bce_logits_relu` where no logit is infinite,
+  else by the formula, under ``lax.cond`` in a ``jax.custom_jvp`` whose
+  tangent is the formula's (the formula's selects split XLA's fusion of the
+  reduction, and each split writes an array of the inputs' size);
 * ``cosine_embedding_loss``: the pair terms of ``cosine_similarity_loss``'s form;
 * ``cosine_similarity_loss``, ``triplet_loss`` (p = 2), ``kl_div_loss``: the
   plain rows, and the safe rows under ``lax.cond`` only where the plain ones
@@ -55,12 +60,10 @@ def compiled(
     name: str, params: tuple[Any, ...], reduction: str, out_dtype: Any, dtype: Any, weighted: bool
 ) -> Any:
     """The jitted computation of one loss configuration (bounded cache)."""
-    return jax.jit(
-        functools.partial(
-            evaluate, jnp, name, params, reduction, out_dtype, dtype, weighted,
-            formula=_form(name, params),
-        )
-    )
+    whole = functools.partial(evaluate, jnp, name, params, reduction, out_dtype, dtype, weighted)
+    if name == "binary_cross_entropy" and params[0]:
+        return jax.jit(_bce_logits(whole))
+    return jax.jit(functools.partial(whole, formula=_form(name, params)))
 
 
 def run(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays):
@@ -161,6 +164,18 @@ def _cosine(axis: int, floor: float) -> Callable[..., Any]:
         tangent,
     )
     return lambda xp, a, b, *params: loss(a, b)
+
+
+def _bce_logits(whole: Callable[..., Any]) -> Callable[..., Any]:
+    plain = functools.partial(whole, formula=lambda xp, x, t, w, *params: F.bce_logits_relu(xp, x, t, w))
+
+    def value(*arrays):
+        infinite = jnp.isinf(jnp.max(jnp.abs(arrays[0]), initial=0))  # one reduction, fused
+        return lax.cond(infinite, lambda a: whole(*a), lambda a: plain(*a), arrays)
+
+    loss = jax.custom_jvp(value)
+    loss.defjvp(lambda primals, tangents: (value(*primals), jax.jvp(whole, primals, tangents)[1]))
+    return loss
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
