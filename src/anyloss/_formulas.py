@@ -225,11 +225,13 @@ def smooth_l1_loss(xp: Any, x: Any, y: Any, beta: float) -> Any:
 
 
 def huber_loss(xp: Any, x: Any, y: Any, delta: float) -> Any:
-    """``q^2 / 2 + delta (|a| - q)`` with ``q = min(|a|, delta)``: one
-    select-free form for both branches."""
+    """``q (|a| - q / 2)`` with ``q = min(|a|, delta)``: one select-free
+    form for both branches (``|a|^2 / 2`` within delta, ``delta (|a| - delta
+    / 2)`` beyond).  Inductor miscompiles the equal ``q^2 / 2 + delta (|a| -
+    q)`` for a symbolic delta (``torch.compile(dynamic=True)``, torch 2.13)."""
     abs_err = xp.abs(x - y)
-    quadratic = at_most(xp, abs_err, delta)
-    return 0.5 * xp.square(quadratic) + delta * (abs_err - quadratic)
+    q = at_most(xp, abs_err, delta)
+    return q * (abs_err - 0.5 * q)
 
 
 def log_cosh_loss(xp: Any, x: Any, y: Any) -> Any:

@@ -437,7 +437,16 @@ def _formula(name: str) -> Any:
 # -------------------------------------------------------------------- regression
 
 
+def _functorch_forward(*tensors: Any) -> bool:
+    """Whether ``tensors`` are under ``torch.func.jvp`` (a forward level open
+    and a functorch wrapper): there the mse and huber kernels' double
+    backward raises ("ZeroTensors are immutable") under ``jvp(grad(f))``."""
+    return _forward_ad._current_level >= 0 and any(_wrapped(t) for t in tensors)
+
+
 def _mse(params, reduction, dtype, weighted, x, y):
+    if _functorch_forward(x, y):
+        return None
     return _nn.mse_loss(_to(x, dtype), _to(y, dtype), _ENUM[reduction])
 
 
@@ -461,7 +470,7 @@ def _squares_fit(dtype: Any, value: float) -> bool:
 
 def _huber(params, reduction, dtype, weighted, x, y):
     (delta,) = params
-    if not _squares_fit(dtype, delta):
+    if not _squares_fit(dtype, delta) or _functorch_forward(x, y):
         return None
     return _nn.huber_loss(_to(x, dtype), _to(y, dtype), _ENUM[reduction], delta)
 
