@@ -384,6 +384,16 @@ def test_non_numeric_inputs_raise_type_error(make, name):
 # ------------------------------------------------------- array-valued hyperparameters
 
 
+# a threshold (delta, beta, eps) that each call's inputs cross
+_VALUES = {"delta": 0.7, "beta": 0.6, "eps": 0.5}
+
+
+def _THRESHOLD_CALLS(a, b, c):
+    return [("huber_loss", (a, b), "delta"), ("smooth_l1_loss", (a, b), "beta"),
+            ("gaussian_nll_loss", (a, b, abs(c) * 0.8), "eps"),
+            ("cosine_similarity_loss", (a * 0.3, b * 0.3), "eps"), ("triplet_loss", (a, b, c), "eps")]
+
+
 def test_jax_traced_hyperparameters():
     jax = pytest.importorskip("jax")
     import jax.numpy as jnp
@@ -397,6 +407,10 @@ def test_jax_traced_hyperparameters():
     ce, tr = f(jnp.asarray(0.1), jnp.asarray(0.5))
     np.testing.assert_allclose(ce, anyloss.cross_entropy(a, t, label_smoothing=0.1), rtol=1e-12)
     np.testing.assert_allclose(tr, anyloss.triplet_loss(a, b, c, margin=0.5), rtol=1e-12)
+    # delta, beta and eps traced: the same values as the numbers give
+    for name, args, kw in _THRESHOLD_CALLS(a, b, c):
+        got = jax.jit(lambda v: getattr(anyloss, name)(*map(jnp.asarray, args), **{kw: v}))(jnp.asarray(_VALUES[kw]))
+        np.testing.assert_allclose(got, getattr(anyloss, name)(*args, **{kw: _VALUES[kw]}), rtol=1e-12, err_msg=name)
     # the gradient of a schedule's value
     d = jax.grad(lambda m: anyloss.margin_ranking_loss(jnp.asarray(a[:, 0]), jnp.asarray(b[:, 0]),
                                                        jnp.ones(4), margin=m, reduction="sum"))(0.3)
@@ -415,8 +429,15 @@ def test_mlx_array_hyperparameters_as_mlx():
                                np.array(L.cross_entropy(a, t, label_smoothing=s)), rtol=1e-5)
     np.testing.assert_allclose(np.array(anyloss.triplet_loss(a, b, c, margin=m)),
                                np.array(L.triplet_loss(a, b, c, margin=m)), rtol=1e-5)
+    for name, args, kw in _THRESHOLD_CALLS(a, b, c):
+        v = mx.array(_VALUES[kw])
+        np.testing.assert_allclose(np.array(getattr(anyloss, name)(*args, **{kw: v})),
+                                   np.array(getattr(L, name)(*args, **{kw: v})), rtol=1e-5, atol=1e-6, err_msg=name)
     with pytest.raises(ValueError, match="label_smoothing"):
         anyloss.cross_entropy(np.zeros((2, 3)), np.array([0, 1]), label_smoothing=np.asarray(1.5))
+    for name, kw in (("huber_loss", "delta"), ("smooth_l1_loss", "beta"), ("cosine_similarity_loss", "eps")):
+        with pytest.raises(ValueError, match=kw):  # checked where the value is on the host
+            getattr(anyloss, name)(np.ones((2, 3)), np.ones((2, 3)), **{kw: np.asarray(-1.0)})
 
 
 # ------------------------------------------------------------------ the matrix
@@ -462,7 +483,7 @@ def _loss_of(module, case):
     name = case.replace("_smoothed", "").replace("_probs", "")
     kw = _matrix_inputs()[case][1]
     fn = getattr(module, name)
-    return lambda *a: fn(*a, **kw)
+    return lambda *a, **extra: fn(*a, **{**kw, **extra})
 
 
 def _transform_mlx(t, f, arrays, tangent):
@@ -643,3 +664,54 @@ def test_matrix_empty_axes(lib, case):
     f = getattr(anyloss, case)
     assert to_numpy(f(*empty, **kw)).shape == (0,)
     assert float(to_numpy(f(*empty, **kw, reduction="sum"))) == 0.0
+
+
+# A float hyperparameter per loss that has one, passed to the compiled graph.
+_COMPILE_FLOATS = [
+    ("cross_entropy_smoothed", "label_smoothing", 0.1), ("gaussian_nll_loss", "eps", 0.3),
+    ("huber_loss", "delta", 0.7), ("smooth_l1_loss", "beta", 0.6), ("margin_ranking_loss", "margin", 0.2),
+    ("cosine_similarity_loss", "eps", 1e-3), ("triplet_loss", "margin", 0.4), ("triplet_loss", "eps", 1e-4),
+]
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+def test_matrix_torch_compile_against_mlx(dynamic):
+    """``torch.compile(fullgraph=True)`` (Inductor) of every loss in one graph:
+    each loss's value and gradient against MLX's; with ``dynamic=True`` also
+    at a second batch size, which compiles nothing more (changing float
+    hyperparameters: test_torch_compile_dynamic_float_params)."""
+    torch = pytest.importorskip("torch")
+    mx = pytest.importorskip("mlx.core")
+    import mlx.nn.losses as L
+
+    ours = {case: _loss_of(anyloss, case) for case in MATRIX_LOSSES}
+
+    def hyper(values):
+        kw = {}
+        for (case, name, _), v in zip(_COMPILE_FLOATS, values):
+            kw.setdefault(case, {})[name] = v
+        return kw
+
+    def losses(arrays, *values):
+        kw = hyper(values)
+        return {case: ours[case](*arrays[case], **kw.get(case, {})).sum() for case in arrays}
+
+    losses({case: [torch.tensor(a) for a in arrays] for case, (arrays, _) in _matrix_inputs().items()})
+    torch._dynamo.reset()  # caches warm: the compiled calls trace no first use
+    compiled = torch.compile(losses, fullgraph=True, dynamic=dynamic)
+    torch._dynamo.utils.counters.clear()
+    for rows in (4, 3) if dynamic else (4,):
+        inputs = {case: [a[:rows] for a in arrays] for case, (arrays, _) in _matrix_inputs().items()}
+        values = [v for *_, v in _COMPILE_FLOATS]
+        tensors = {case: [torch.tensor(a, requires_grad=i == 0) for i, a in enumerate(arrays)]
+                   for case, arrays in inputs.items()}
+        got = compiled(tensors, *values)
+        torch.autograd.backward(list(got.values()))
+        for case, arrays in inputs.items():
+            xs = [mx.array(a) for a in arrays]
+            kw = hyper(values).get(case, {})
+            want, grad = mx.value_and_grad(lambda a: _loss_of(L, case)(a, *xs[1:], **kw).sum())(xs[0])
+            np.testing.assert_allclose(got[case].item(), want.item(), rtol=2e-4, atol=2e-5, err_msg=case)
+            np.testing.assert_allclose(tensors[case][0].grad.numpy(), np.array(grad), rtol=2e-4, atol=2e-5,
+                                       err_msg=case)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1

@@ -218,7 +218,7 @@ def smooth_l1_loss(xp: Any, x: Any, y: Any, beta: float) -> Any:
     The minimum (a no-op where the branch is used) keeps compilers from
     reassociating the product back into ``d^2 (0.5 / beta)``."""
     diff = xp.abs(x - y)
-    if beta == 0:
+    if isinstance(beta, (int, float)) and beta == 0:  # a number (an array beta of 0 takes the linear branch)
         return diff
     ratio = at_most(xp, diff / beta, 1.0)
     return xp.where(diff < beta, (0.5 * diff) * ratio, diff - 0.5 * beta)
@@ -276,7 +276,8 @@ def scaled_cosine(xp: Any, a: Any, b: Any, axis: int, floor: float) -> tuple[Any
     # ||a|| ||b|| >= eps through square roots, so two huge norms cannot
     # overflow; NaN (from a NaN or infinite entry) counts as above.
     root_scale = xp.sqrt(scale_a) * xp.sqrt(scale_b)
-    above = ~(root_scale < math.sqrt(floor) / xp.sqrt(norm_ua * norm_ub))
+    root_floor = math.sqrt(floor) if isinstance(floor, (int, float)) else xp.sqrt(floor)  # a number, or an array eps
+    above = ~(root_scale < root_floor / xp.sqrt(norm_ua * norm_ub))
     return dot / (norm_ua * norm_ub), above
 
 
@@ -288,7 +289,11 @@ def cosine_similarity_loss(xp: Any, a: Any, b: Any, axis: int, floor: float) -> 
     masked = xp.expand_dims(above, axis=axis)
     a_below = xp.where(masked, xp.zeros_like(a), a)
     b_below = xp.where(masked, xp.zeros_like(b), b)
-    below = xp.sum(a_below * b_below, axis=axis) / (floor if floor > 0 else 1.0)
+    if isinstance(floor, (int, float)):
+        floor = floor if floor > 0 else 1.0
+    else:  # an array eps
+        floor = xp.where(floor > 0, floor, xp.ones_like(floor))
+    below = xp.sum(a_below * b_below, axis=axis) / floor
     return xp.where(above, cosine, below)
 
 

@@ -30,7 +30,7 @@ def cosine_similarity_loss(
         x1 (array): The first embeddings.
         x2 (array): The second embeddings, same shape as ``x1``.
         axis (int, optional): The embedding axis. Default: ``1``.
-        eps (float, optional): Lower bound of the denominator, ``>= 0``. Default: ``1e-8``.
+        eps (float or 0-d array, optional): Lower bound of the denominator, ``>= 0``. Default: ``1e-8``.
         reduction (str, optional): ``'none'`` | ``'mean'`` | ``'sum'``. Default: ``'none'``.
 
     Returns:
@@ -45,7 +45,7 @@ def cosine_similarity_loss(
         array([0., 1.])
     """
     func = "cosine_similarity_loss"
-    floor = check_real(func, "eps", eps, low=0.0)
+    floor = check_real(func, "eps", eps, low=0.0, array_ok=True)
     xp, out_dtype, dtype = prepare(func, reduction, x1=x1, x2=x2)
     ax = normalize_axis(func, axis, x1.ndim)
     return _native.call(xp, func, (ax, floor), reduction, out_dtype, dtype, False, x1, x2)
@@ -80,7 +80,7 @@ def triplet_loss(
         axis (int, optional): The embedding axis. Default: ``-1``.
         p (int, optional): The norm degree, ``> 0``. Default: ``2``.
         margin (float or 0-d array, optional): :math:`\alpha`. Default: ``1.0``.
-        eps (float, optional): Added to the sum before the root, ``>= 0``. Default: ``1e-6``.
+        eps (float or 0-d array, optional): Added to the sum before the root, ``>= 0``. Default: ``1e-6``.
         reduction (str, optional): ``'none'`` | ``'mean'`` | ``'sum'``. Default: ``'none'``.
 
     Returns:
@@ -98,7 +98,7 @@ def triplet_loss(
     func = "triplet_loss"
     degree = check_real(func, "p", p, low=0.0, low_inclusive=False)
     alpha = check_real(func, "margin", margin, array_ok=True)
-    floor = check_real(func, "eps", eps, low=0.0)
+    floor = check_real(func, "eps", eps, low=0.0, array_ok=True)
     xp, out_dtype, dtype = prepare(
         func, reduction, anchors=anchors, positives=positives, negatives=negatives
     )

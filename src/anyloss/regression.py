@@ -81,7 +81,7 @@ def smooth_l1_loss(
     Args:
         predictions (array): Predicted values.
         targets (array): Target values, same shape as ``predictions``.
-        beta (float, optional): The threshold, ``>= 0``. Default: ``1.0``.
+        beta (float or 0-d array, optional): The threshold, ``>= 0``. Default: ``1.0``.
         reduction (str, optional): ``'none'`` | ``'mean'`` | ``'sum'``. Default: ``'mean'``.
 
     Returns:
@@ -94,7 +94,7 @@ def smooth_l1_loss(
         array([0.125, 2.5  ])
     """
     func = "smooth_l1_loss"
-    b = check_real(func, "beta", beta, low=0.0)
+    b = check_real(func, "beta", beta, low=0.0, array_ok=True)
     xp, out_dtype, dtype = prepare(func, reduction, predictions=predictions, targets=targets)
     return _native.call(xp, func, (b,), reduction, out_dtype, dtype, False, predictions, targets)
 
@@ -115,7 +115,7 @@ def huber_loss(
     Args:
         inputs (array): Predicted values.
         targets (array): Target values, same shape as ``inputs``.
-        delta (float, optional): The threshold, ``> 0``. Default: ``1.0``.
+        delta (float or 0-d array, optional): The threshold, ``> 0``. Default: ``1.0``.
         reduction (str, optional): ``'none'`` | ``'mean'`` | ``'sum'``. Default: ``'none'``.
 
     Returns:
@@ -128,7 +128,7 @@ def huber_loss(
         array([0.125, 2.5  ])
     """
     func = "huber_loss"
-    d = check_real(func, "delta", delta, low=0.0, low_inclusive=False)
+    d = check_real(func, "delta", delta, low=0.0, low_inclusive=False, array_ok=True)
     xp, out_dtype, dtype = prepare(func, reduction, inputs=inputs, targets=targets)
     return _native.call(xp, func, (d,), reduction, out_dtype, dtype, False, inputs, targets)
 
@@ -185,7 +185,7 @@ def gaussian_nll_loss(
         targets (array): Observed values, same shape as ``inputs``.
         vars (array): Predicted variances, ``>= 0``, same shape as ``inputs``.
         full (bool, optional): Add the constant :math:`\tfrac12\log 2\pi`. Default: ``False``.
-        eps (float, optional): Lower bound on the variance, ``> 0``. Default: ``1e-6``.
+        eps (float or 0-d array, optional): Lower bound on the variance, ``> 0``. Default: ``1e-6``.
         reduction (str, optional): ``'none'`` | ``'mean'`` | ``'sum'``. Default: ``'mean'``.
 
     Returns:
@@ -199,7 +199,7 @@ def gaussian_nll_loss(
         array([0.5       , 0.69314718])
     """
     func = "gaussian_nll_loss"
-    floor = check_real(func, "eps", eps, low=0.0, low_inclusive=False)
+    floor = check_real(func, "eps", eps, low=0.0, low_inclusive=False, array_ok=True)
     xp, out_dtype, dtype = prepare(func, reduction, inputs=inputs, targets=targets, vars=vars)
     if values_known(xp, vars):
         least = smallest(xp, vars)
