@@ -7,11 +7,18 @@ every reduction, through torch autograd (``gradcheck``), ``jax.grad``
 (against central differences of the reference), ``mx.grad``, ``jax.jit``,
 ``mx.compile`` and ``torch.compile``, and through the fast paths against
 the portable code.  A test module parametrizes them over its specs.
+
+A :class:`Case` is the same for a loss with a ``reduction`` argument, run
+through the checks of the 14 in ``test_libraries.py`` and ``test_autodiff.py``
+(re-exported here under names pytest does not collect) and the ones below
+that take either.  The MLX comparisons of those checks are done against the
+central differences of the reference instead (MLX has no such loss).
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -22,7 +29,16 @@ import pytest
 import anyloss
 from anyloss import _native
 from backends import LIBRARIES, array_type, to_lib, to_numpy
+from test_autodiff import test_jax_grad_and_jit_of_grad as check_jax_grad
+from test_autodiff import test_jax_jit as check_jax_jit
+from test_autodiff import test_jax_jit_static_argnames as check_jax_jit_static
+from test_autodiff import test_mlx_compile as check_mlx_compile
+from test_autodiff import test_torch_backward_matches_numeric as check_torch_backward
 from test_libraries import HALF, as_float64, assert_close, assert_same_device, lib_array, native_dtype
+from test_libraries import Case as _Case
+from test_libraries import test_equals_numpy_float32 as check_equals_numpy
+from test_libraries import test_torch_result_on_input_device as check_torch_devices
+from test_libraries import test_values_type_shape_dtype as check_values
 
 
 @dataclass(frozen=True)
@@ -71,12 +87,57 @@ class Spec:
         return self.id
 
 
+@dataclass(frozen=True)
+class Case(_Case):
+    """A case of ``test_libraries`` whose float64 reference is given with it."""
+
+    ref: Callable[..., np.ndarray] | None = None
+    #: the floating inputs not differentiated (targets -1 or 1, which a
+    #: finite-difference step would move out of their checked range)
+    constant: tuple[str, ...] = ()
+
+    reductions = ("none", "mean", "sum")
+
+    @property
+    def reference(self) -> Callable[..., np.ndarray]:
+        return self.ref
+
+    def differentiable(self) -> list[str]:
+        return [k for k in super().differentiable() if k not in self.constant]
+
+    def call(self, inputs: dict[str, Any], reduction: str) -> Any:
+        return self.func(**inputs, **self.params, reduction=reduction)
+
+
+def cases_of(entries: list[tuple]) -> list[Case]:
+    """Cases from ``(id, loss, make, params, reference[, constant])``, seeded by position."""
+    return [Case(*e[:4], seed=100 + n, ref=e[4], constant=tuple(e[5:6] and e[5])) for n, e in enumerate(entries)]
+
+
 def ids(specs):
     return [s.id for s in specs]
 
 
-def first_of_each(specs: list[Spec]) -> list[Spec]:
+def first_of_each(specs: list[Any]) -> list[Any]:
+    """The first spec or case of each loss."""
     return [s for i, s in enumerate(specs) if s.loss not in {t.loss for t in specs[:i]}]
+
+
+# JAX compiles each configuration (loss, parameters, reduction, dtypes): it
+# runs every case in float32 and the first of each loss in the other dtypes.
+COMPILING = ("jax",)
+
+
+def value_params(cases: list[Case]) -> list[Any]:
+    """(library, dtype, case) for ``check_values``: every case in float32 and
+    float64, the first case of each loss in the library's half-precision dtypes."""
+    firsts = first_of_each(cases)
+    return [
+        pytest.param(lib, dtype, case, id=f"{lib}-{dtype}-{case.id}")
+        for lib in LIBRARIES
+        for dtype in ("float32", "float64", *HALF[lib])
+        for case in (cases if dtype == "float32" or (dtype == "float64" and lib not in COMPILING) else firsts)
+    ]
 
 
 # ------------------------------------------------------------------ every library
@@ -234,6 +295,33 @@ def check_mlx_grad_and_compile(spec: Spec) -> None:
     compiled_grads = (compiled_grads,) if isinstance(compiled_grads, mx.array) else tuple(compiled_grads)
     for g, c in zip(grads, compiled_grads):
         assert_close(np.array(c), np.array(g), "float32")
+
+
+def check_mlx_grad(case: Case) -> None:
+    """``mx.value_and_grad`` and ``mx.grad`` of the 'mean' in float32 give the
+    float64 reference and its central differences."""
+    import mlx.core as mx
+
+    arrays = case.arrays()
+    names = case.differentiable()
+    inputs = {k: mx.array(v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in arrays.items()}
+    argnums = list(range(len(names)))
+
+    def objective(*xs):
+        return case.call({**inputs, **dict(zip(names, xs))}, "mean")
+
+    value, grads = mx.value_and_grad(objective, argnums=argnums)(*(inputs[k] for k in names))
+    grad_only = mx.grad(objective, argnums=argnums)(*(inputs[k] for k in names))
+    held = {k: (np.array(x).astype(np.float64) if k in names else arrays[k]) for k, x in inputs.items()}
+    assert_close(np.array(value), case.expected(held, "mean"), "float32", factor=4)
+    shape = case.expected(held, "none").shape
+    grads = (grads,) if isinstance(grads, mx.array) else tuple(grads)
+    grad_only = (grad_only,) if isinstance(grad_only, mx.array) else tuple(grad_only)
+    for name, g, g2 in zip(names, grads, grad_only):
+        assert g.dtype == mx.float32 and tuple(g.shape) == arrays[name].shape
+        np.testing.assert_array_equal(np.array(g), np.array(g2))
+        want = numeric_grad(case, held, name, np.full(shape, 1.0 / math.prod(shape)))
+        assert_close(np.array(g), want, "float32", factor=50)
 
 
 def check_torch_compile(spec: Spec) -> None:

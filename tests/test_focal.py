@@ -4,7 +4,7 @@ Float64 references written from the definitions; the peers (torchvision's
 sigmoid_focal_loss written out in PyTorch from its source, the textbook
 softmax focal loss in PyTorch, optax's poly_loss_cross_entropy) on random
 inputs, values and gradients; every library, autodiff and tracing through
-the shared matrix (``extra_matrix.py``); saturated logits against mpmath;
+the shared matrix (``matrix_checks.py``); saturated logits against mpmath;
 bad arguments.
 """
 
@@ -17,7 +17,7 @@ import mpmath as mp
 import numpy as np
 import pytest
 
-import extra_matrix as mx_
+import matrix_checks as mx_
 from backends import LIBRARIES, to_lib, to_numpy
 from test_bad_input import raises
 from test_libraries import assert_close, reduce_ref

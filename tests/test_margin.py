@@ -4,7 +4,7 @@ Float64 references written from the definitions; PyTorch's own functions
 (``F.multi_margin_loss``, ``F.soft_margin_loss``,
 ``F.multilabel_soft_margin_loss``) and ``F.relu(1 - y x) ** 2`` as peers on
 random inputs, values and gradients, every reduction; every library,
-autodiff and tracing through the shared matrix (``extra_matrix.py``); hard
+autodiff and tracing through the shared matrix (``matrix_checks.py``); hard
 inputs; bad arguments.
 """
 
@@ -15,7 +15,7 @@ import contextlib
 import numpy as np
 import pytest
 
-import extra_matrix as mx_
+import matrix_checks as mx_
 from backends import LIBRARIES, to_lib, to_numpy
 from test_bad_input import raises
 from test_libraries import _away, _signs, assert_close

@@ -4,7 +4,7 @@ A float64 reference written from the definition; optax.losses.dice_loss as
 the peer on channels-last inputs (values and jax.grad), with class indices
 and probability targets, one class (sigmoid) and several, probabilities as
 inputs, empty classes; every library, autodiff and tracing through the
-shared matrix (``extra_matrix.py``); hard inputs against mpmath; bad arguments.
+shared matrix (``matrix_checks.py``); hard inputs against mpmath; bad arguments.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import mpmath as mp
 import numpy as np
 import pytest
 
-import extra_matrix as mx_
+import matrix_checks as mx_
 from backends import LIBRARIES, to_lib, to_numpy
 from test_bad_input import raises
 from test_libraries import assert_close

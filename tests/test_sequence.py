@@ -4,7 +4,7 @@ A float64 reference written from Graves et al.'s forward recursion (itself
 checked against the sum over every alignment, enumerated); the peers
 (PyTorch's F.ctc_loss on log_softmax, optax.losses.ctc_loss) on random
 inputs, values and gradients; every library, autodiff and tracing through
-the shared matrix (``extra_matrix.py``); infeasible alignments, empty
+the shared matrix (``matrix_checks.py``); infeasible alignments, empty
 targets, repeated labels, unread values under traces; bad arguments.
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-import extra_matrix as mx_
+import matrix_checks as mx_
 from backends import LIBRARIES, to_lib, to_numpy
 from test_autodiff import numeric_grad
 from test_bad_input import raises
