@@ -295,12 +295,11 @@ def normalize_axis(func: str, axis: Any, ndim: int, name: str = "axis") -> int:
             f"{func}: {name}={axis} is out of range for an array with {ndim} dimension"
             f"{'s' if ndim != 1 else ''}; expected {-ndim} <= {name} < {ndim}"
         )
-    axis = int(axis) % ndim
-    if _torch_compiling():  # a symbolic int (torch.compile dynamic=True) made a constant
-        for k in range(ndim):
-            if axis == k:
-                return k
-    return axis
+    # An entry of a tuple: a symbolic int (torch.compile dynamic=True) made a constant.
+    return _AXES[int(axis) % ndim]
+
+
+_AXES = tuple(range(64))  # NumPy's most dimensions
 
 
 def drop_axis(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
