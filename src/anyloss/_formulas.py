@@ -172,8 +172,7 @@ def nll_loss(
 ) -> Any:
     """``-w_y x_y``; ignored rows give 0 and, with class weights or
     ignore_index, ``(loss, total weight of the rows kept)`` (see
-    :func:`cross_entropy`).  An ignored row is masked after the gather, so
-    a NaN it holds reaches neither the loss nor a gradient."""
+    :func:`cross_entropy`), by :func:`weighted_rows` after the gather."""
     keep = None
     if ignore_index is not None:
         keep = targets != ignore_index
@@ -181,7 +180,15 @@ def nll_loss(
     loss = -gather(xp, inputs, targets, axis, guard)
     if class_weights is None and keep is None:
         return loss
-    if keep is not None:  # on the gathered row values: one pass over N, not N x C
+    return weighted_rows(xp, loss, targets, class_weights, keep)
+
+
+def weighted_rows(xp: Any, loss: Any, targets: Any, class_weights: Any, keep: Any) -> Any:
+    """Row losses times their class's weight, 0 where not ``keep``, and the
+    total weight of the rows kept: ``(loss, total)``.  The mask comes first,
+    on the row values (one pass over N, not N x C), so a NaN an ignored row
+    holds reaches neither the loss nor a gradient."""
+    if keep is not None:
         loss = xp.where(keep, loss, xp.zeros_like(loss))
     total = xp.ones_like(loss)
     if class_weights is not None:

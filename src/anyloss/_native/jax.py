@@ -9,10 +9,14 @@ function is inlined into the caller's trace.
 Some losses run in forms that XLA compiles to the passes of the native
 kernels (the row forms of :mod:`anyloss._formulas`):
 
-* ``cross_entropy`` without training options (with them: the formula):
+* ``cross_entropy`` without training options:
   :func:`~anyloss._formulas.cross_entropy_plain` (the
   ``log1p`` that keeps a confident row's tiny loss costs a compare and a
   select over the logits, which XLA on the CPU does not fuse into the sum);
+  with class weights or ignore_index (class indices, no smoothing, soft-cap
+  or z-loss), those rows weighted by :func:`~anyloss._formulas.weighted_rows`,
+  with ignore_index only where every logit is finite (else the formula);
+  the other options: the formula;
 * ``softmax_focal_loss`` and ``poly1_cross_entropy`` (class indices): their
   ``*_of_ce`` forms of that cross entropy;
 * ``js_div_loss``: the formula, differentiated by its slopes
@@ -238,8 +242,12 @@ def _cross_entropy(
     option is given (class weights are seen when traced), else the formula."""
     plain = softcap is None and not z_loss and ignore is None
     dense = _probabilities(axis, smoothing) if probabilities else None
+    indexed = (not probabilities and softcap is None and not z_loss
+               and isinstance(smoothing, float) and smoothing == 0)
 
     def form(xp, logits, targets, class_weights, *params):
+        if indexed and (ignore is not None or class_weights is not None) and logits.size:
+            return _weighted_plain(logits, targets, class_weights, axis, guard, ignore)
         if not plain or class_weights is not None:
             return F.cross_entropy(xp, logits, targets, class_weights, *params)
         if probabilities:
@@ -247,6 +255,36 @@ def _cross_entropy(
         return F.cross_entropy_plain(xp, logits, targets, axis, smoothing, False, guard)
 
     return form
+
+
+def _weighted_plain(logits, targets, class_weights, axis, guard, ignore):
+    """Class weights and ignore_index over :func:`~anyloss._formulas.cross_entropy_plain`'s
+    rows (no N x C mask, which XLA's CPU fusion would write out as a whole
+    array); with ignore_index only where every logit is finite, else the
+    formula, whose mask keeps an ignored row's NaN out of the gradient, and
+    differentiated as the formula."""
+
+    def weighted(x, t, cw):
+        keep = None if ignore is None else t != ignore
+        if keep is not None:
+            t = jnp.where(keep, t, jnp.zeros_like(t))
+        rows = F.cross_entropy_plain(jnp, x, t, axis, 0.0, False, guard)
+        return F.weighted_rows(jnp, rows, t, cw, keep)
+
+    if ignore is None:
+        return weighted(logits, targets, class_weights)
+
+    def formula(x, t, cw):
+        return F.cross_entropy(jnp, x, t, cw, axis, 0.0, False, guard, None, 0.0, ignore)
+
+    def value(x, t, cw):
+        return lax.cond(jnp.isfinite(jnp.max(jnp.abs(x))), weighted, formula, x, t, cw)
+
+    # the tangent outside the conditional, which reverse mode would otherwise
+    # differentiate with both branches' intermediates stored
+    loss = jax.custom_jvp(value)
+    loss.defjvp(lambda primals, tangents: (value(*primals), jax.jvp(formula, primals, tangents)[1]))
+    return loss(logits, targets, class_weights)
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
