@@ -118,4 +118,4 @@ def checks_class_indices(xp: Any, targets: Any, func: str | None = None) -> bool
     fast = module(xp)
     if fast is None or func is not None and func not in getattr(fast, "INDEX_CHECKED", ()):
         return False
-    return getattr(fast, "checks_class_indices", lambda t: False)(targets)
+    return fast.checks_class_indices(targets)

@@ -168,17 +168,20 @@ def _class_axis_first(x: Any, axis: int) -> Any:
     return x.movedim(axis, 1)
 
 
-def _range_error(func: str, targets: Any, classes: int, ignore: Any = None) -> ValueError:
+def _check_range(func: str, targets: Any, classes: int, ignore: Any = None) -> None:
+    """Our error where a class index (besides ``ignore``) is outside
+    ``[0, classes)``: one ``aminmax`` of the host tensor."""
     t = targets.detach()
     but = ""
     if ignore is not None:
         t = t.masked_fill(t == ignore, 0)
         but = f" (besides ignore_index={ignore})"
     lo, hi = (int(v) for v in torch.aminmax(t))
-    return ValueError(
-        f"{func}: targets holds class indices from {lo} to {hi}{but}, but the class axis has "
-        f"{classes} entries; expected 0 <= index < {classes}"
-    )
+    if lo < 0 or hi >= classes:
+        raise ValueError(
+            f"{func}: targets holds class indices from {lo} to {hi}{but}, but the class axis has "
+            f"{classes} entries; expected 0 <= index < {classes}"
+        )
 
 
 def _indexed(func: str, kernel: Any, x: Any, targets: Any, axis: int, guard: bool,
@@ -208,11 +211,10 @@ def _indexed(func: str, kernel: Any, x: Any, targets: Any, axis: int, guard: boo
         return kernel(x, targets, class_weights, _ENUM[reduction], ignore_index, *options)
     except (IndexError, RuntimeError):
         if _host(targets) and targets.numel():
-            t = targets.detach() if ignore is None else targets.detach().masked_fill(targets == ignore, 0)
-            lo, hi = torch.aminmax(t)
-            classes = x.shape[0 if x.ndim == 1 else 1]
-            if lo < 0 or hi >= classes:
-                raise _range_error(func, targets, classes, ignore) from None
+            try:
+                _check_range(func, targets, x.shape[0 if x.ndim == 1 else 1], ignore)
+            except ValueError as error:
+                raise error from None
         raise
 
 
@@ -767,11 +769,7 @@ def _check_indices(name: str, params: tuple[Any, ...], x: Any, targets: Any) -> 
     if params[guard] or targets.is_floating_point() or not targets.numel() or not checks_class_indices(targets):
         return  # the formula guards them; probabilities; nothing to read
     classes = x.shape[-1 if axis is None else params[axis]] if x.ndim else 0
-    ignore = None if ignore is None else params[ignore]
-    t = targets.detach() if ignore is None else targets.detach().masked_fill(targets == ignore, 0)
-    lo, hi = torch.aminmax(t)
-    if lo < 0 or hi >= classes:
-        raise _range_error(name, targets, classes, ignore)
+    _check_range(name, targets, classes, None if ignore is None else params[ignore])
 
 
 def run(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays):
