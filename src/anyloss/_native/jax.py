@@ -170,16 +170,24 @@ def _cosine(axis: int, floor: float) -> Callable[..., Any]:
     return lambda xp, a, b, *params: loss(a, b)
 
 
-def _bce_logits(whole: Callable[..., Any]) -> Callable[..., Any]:
-    plain = functools.partial(whole, formula=lambda xp, x, t, w, *params: F.bce_logits_relu(xp, x, t, w))
+def _unless(bad: Callable[..., Any], fast: Callable[..., Any], formula: Callable[..., Any]
+            ) -> Callable[..., Any]:
+    """``fast`` of the arrays, or ``formula`` where ``bad`` of them (one fused
+    reduction), under ``lax.cond``; differentiated as ``formula``, with the
+    tangent outside the conditional (reverse mode would otherwise store both
+    branches' intermediates)."""
 
     def value(*arrays):
-        infinite = jnp.isinf(jnp.max(jnp.abs(arrays[0]), initial=0))  # one reduction, fused
-        return lax.cond(infinite, lambda a: whole(*a), lambda a: plain(*a), arrays)
+        return lax.cond(bad(*arrays), lambda a: formula(*a), lambda a: fast(*a), arrays)
 
     loss = jax.custom_jvp(value)
-    loss.defjvp(lambda primals, tangents: (value(*primals), jax.jvp(whole, primals, tangents)[1]))
+    loss.defjvp(lambda primals, tangents: (value(*primals), jax.jvp(formula, primals, tangents)[1]))
     return loss
+
+
+def _bce_logits(whole: Callable[..., Any]) -> Callable[..., Any]:
+    plain = functools.partial(whole, formula=lambda xp, x, t, w, *params: F.bce_logits_relu(xp, x, t, w))
+    return _unless(lambda x, *rest: jnp.isinf(jnp.max(jnp.abs(x), initial=0)), plain, whole)
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
@@ -277,13 +285,7 @@ def _weighted_plain(logits, targets, class_weights, axis, guard, ignore):
     def formula(x, t, cw):
         return F.cross_entropy(jnp, x, t, cw, axis, 0.0, False, guard, None, 0.0, ignore)
 
-    def value(x, t, cw):
-        return lax.cond(jnp.isfinite(jnp.max(jnp.abs(x))), weighted, formula, x, t, cw)
-
-    # the tangent outside the conditional, which reverse mode would otherwise
-    # differentiate with both branches' intermediates stored
-    loss = jax.custom_jvp(value)
-    loss.defjvp(lambda primals, tangents: (value(*primals), jax.jvp(formula, primals, tangents)[1]))
+    loss = _unless(lambda x, *rest: ~jnp.isfinite(jnp.max(jnp.abs(x))), weighted, formula)
     return loss(logits, targets, class_weights)
 
 
