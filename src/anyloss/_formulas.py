@@ -776,7 +776,7 @@ def _take_labels(xp: Any, log_probs: Any, labels: Any) -> Any:
 
 def ctc_loss(
     xp: Any, logits: Any, targets: Any, input_lengths: Any, target_lengths: Any,
-    blank: int, zero_infinity: bool, per_target: bool, guard: bool,
+    blank: int, zero_infinity: bool, per_target: bool, guard: bool, likelihood: Any = None,
 ) -> Any:
     """``-log p(targets | logits)`` per sequence: the sum over every alignment
     of the frames to the targets with blanks (Graves et al., 2006).
@@ -794,6 +794,7 @@ def ctc_loss(
     ``zero_infinity``) and gradient 0.  ``per_target``: each loss divided by
     its target length, at least 1 (PyTorch's 'mean').  ``guard``: labels or
     lengths whose range was not checked give NaN where out of range.
+    ``likelihood``: another form of :func:`ctc_log_likelihood` (a fast path's).
     """
     n, t, c = logits.shape
     s = targets.shape[1]
@@ -801,7 +802,6 @@ def ctc_loss(
     dtype = logits.dtype
     index = xp.arange(0).dtype
     on = _on_device(xp, logits)
-    floor = float(xp.finfo(dtype).min)
     z = logits - stop_gradient(xp, xp.max(logits, axis=-1, keepdims=True))
     log_probs = z - xp.log(xp.sum(xp.exp(z), axis=-1, keepdims=True))
     frames = astype(xp, input_lengths, index)
@@ -819,10 +819,32 @@ def ctc_loss(
     zero = xp.zeros((), dtype=dtype)
     impossible = xp.full((), -math.inf, dtype=dtype)
     skip = xp.where((extended != blank) & (extended != two_back), zero, impossible)
+    emissions = _take_labels(xp, log_probs, extended)
+    loss = -(likelihood or ctc_log_likelihood)(xp, emissions, skip, frames, lengths, guard)
+    if zero_infinity:
+        loss = xp.where(loss == math.inf, xp.zeros_like(loss), loss)
+    if per_target:
+        loss = loss / astype(xp, at_least(xp, lengths, 1), dtype)
+    if guard:
+        bad = xp.any(wrong, axis=1) | (lengths < 0) | (lengths > s) | (frames < 0) | (frames > t)
+        loss = xp.where(bad, xp.full_like(loss, math.nan), loss)
+    return loss
+
+
+def ctc_log_likelihood(xp: Any, emissions: Any, skip: Any, frames: Any, lengths: Any, guard: bool) -> Any:
+    """``log p(targets | logits)`` per sequence from the emissions ``(T, N, K)``
+    (each frame's log-probability of each extended label), ``skip`` ``(N, K)``
+    (0 where a move by 2 lands, else ``-inf``), the frame counts and the
+    target lengths: the recursion of :func:`ctc_loss` over the frames."""
+    t, n, k = emissions.shape
+    dtype = emissions.dtype
+    on = _on_device(xp, emissions)
+    floor = float(xp.finfo(dtype).min)
+    zero = xp.zeros((), dtype=dtype)
+    impossible = xp.full((), -math.inf, dtype=dtype)
     # Per frame, (T, N, K) and (T, N, 1): the emissions (0 past the input
     # length) and the gate on moves (-inf past it).
     live = xp.reshape(xp.arange(t, **on), (t, 1, 1)) < xp.reshape(frames, (1, n, 1))
-    emissions = _take_labels(xp, log_probs, extended)
     emissions = xp.where(live, emissions, zero)
     gates = xp.where(live, zero, impossible)
     none_one = xp.full((n, min(k, 1)), -math.inf, dtype=dtype, **on)
@@ -840,15 +862,7 @@ def ctc_loss(
     last = gather(xp, alpha, 2 * lengths, 1, guard)
     before = gather(xp, alpha, at_least(xp, 2 * lengths - 1, 0), 1, guard)
     before = xp.where(lengths > 0, before, impossible)
-    loss = -_logsumexp_terms(xp, floor, last, before)
-    if zero_infinity:
-        loss = xp.where(loss == math.inf, xp.zeros_like(loss), loss)
-    if per_target:
-        loss = loss / astype(xp, at_least(xp, lengths, 1), dtype)
-    if guard:
-        bad = xp.any(wrong, axis=1) | (lengths < 0) | (lengths > s) | (frames < 0) | (frames > t)
-        loss = xp.where(bad, xp.full_like(loss, math.nan), loss)
-    return loss
+    return _logsumexp_terms(xp, floor, last, before)
 
 
 # ----------------------------------------------------------------- plain forms
