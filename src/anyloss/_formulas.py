@@ -865,6 +865,75 @@ def ctc_log_likelihood(xp: Any, emissions: Any, skip: Any, frames: Any, lengths:
     return _logsumexp_terms(xp, floor, last, before)
 
 
+def _pad_last(xp: Any, x: Any, left: int, right: int, fill: float) -> Any:
+    """``x`` (2-d) with ``left`` and ``right`` columns of ``fill`` added: one
+    ``pad`` where the namespace has it (MLX, NumPy), else a concatenation."""
+    if hasattr(xp, "pad"):
+        return xp.pad(x, ((0, 0), (left, right)), constant_values=fill)
+    n = x.shape[0]
+    full = lambda m: xp.full((n, m), fill, dtype=x.dtype, **_on_device(xp, x))
+    return xp.concat([full(left), x, full(right)], axis=1)
+
+
+def ctc_alphas(xp: Any, emissions: Any, skip: Any) -> Any:
+    """The forward variables of :func:`ctc_log_likelihood`, ``(T + 1, N, K)``:
+    before the first frame, then after each frame (every frame taken, the
+    frame counts applied by the caller); each move a ``logaddexp``, exact at
+    ``-inf`` (its value; its gradient is :func:`ctc_path_weights`, not autodiff)."""
+    t, n, k = emissions.shape
+    positions = xp.reshape(xp.arange(k, **_on_device(xp, emissions)), (1, k))
+    zeros = xp.zeros((n, k), dtype=emissions.dtype, **_on_device(xp, emissions))
+    alpha = xp.where(positions == 0, zeros, xp.full_like(zeros, -math.inf))
+    out = [alpha]
+    for i in range(t):
+        back = _pad_last(xp, alpha, 2, 0, -math.inf)
+        alpha = xp.logaddexp(alpha, xp.logaddexp(back[:, 1 : k + 1], back[:, :k] + skip)) + emissions[i]
+        out.append(alpha)
+    return xp.stack(out)
+
+
+def ctc_final(xp: Any, alphas: Any, frames: Any, lengths: Any, guard: bool) -> Any:
+    """``log p`` per sequence from :func:`ctc_alphas`: after its frames, at
+    the last two positions of its extended labels (the last one alone for
+    an empty target)."""
+    n, k = alphas.shape[1:]
+    taken = gather(xp, alphas, xp.broadcast_to(xp.reshape(frames, (n, 1)), (n, k)), 0, guard)
+    last = gather(xp, taken, 2 * lengths, 1, guard)
+    before = gather(xp, taken, at_least(xp, 2 * lengths - 1, 0), 1, guard)
+    before = xp.where(lengths > 0, before, xp.full_like(before, -math.inf))
+    return xp.logaddexp(last, before)
+
+
+def ctc_path_weights(
+    xp: Any, emissions: Any, skip: Any, frames: Any, lengths: Any, alphas: Any, log_p: Any
+) -> Any:
+    """The derivative of :func:`ctc_log_likelihood` in the emissions, ``(T, N, K)``:
+    ``exp(alpha_t + beta_t - log p)`` over the frames taken, where ``beta_t(s)``
+    is the log-probability of the frames after ``t`` from position ``s`` to
+    the end (the backward recursion, each move a ``logaddexp``); 0 past the
+    frames and for an infeasible sequence (``log p = -inf``)."""
+    t, n, k = emissions.shape
+    on = _on_device(xp, emissions)
+    positions = xp.reshape(xp.arange(k, **on), (1, k))
+    twice = xp.reshape(2 * lengths, (n, 1))
+    zeros = xp.zeros((n, k), dtype=emissions.dtype, **on)
+    final = xp.where((positions == twice) | (positions == twice - 1), zeros, xp.full_like(zeros, -math.inf))
+    skip_ahead = _pad_last(xp, skip[:, 2:], 0, min(k, 2), -math.inf)  # the move from s onto s + 2
+    ended = [xp.reshape(frames, (n, 1)) <= i + 1 for i in range(t)]
+    beta = final
+    betas = [final] * t
+    for i in range(t - 2, -1, -1):
+        b = beta + emissions[i + 1]
+        ahead = _pad_last(xp, b, 0, 2, -math.inf)
+        beta = xp.where(ended[i], final, xp.logaddexp(b, xp.logaddexp(ahead[:, 1 : k + 1], ahead[:, 2:] + skip_ahead)))
+        betas[i] = beta
+    live = xp.reshape(xp.arange(t, **on), (t, 1, 1)) < xp.reshape(frames, (1, n, 1))
+    feasible = log_p > -math.inf
+    shift = xp.reshape(xp.where(feasible, log_p, xp.zeros_like(log_p)), (1, n, 1))
+    weights = xp.exp(alphas[1:] + xp.stack(betas) - shift) if t else xp.zeros_like(emissions)
+    return xp.where(live & xp.reshape(feasible, (1, n, 1)), weights, xp.zeros_like(weights))
+
+
 # ----------------------------------------------------------------- plain forms
 #
 # Cheaper forms of a formula without its safeguard, each with the condition
