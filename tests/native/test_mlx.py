@@ -597,3 +597,26 @@ def test_training_options_match_portable(name, reduction, spy):
     _close(got, want, 3e-6, name)
     _close(value, want_value, 3e-6, name)
     _close(grad, want_grad, 3e-6, name)
+
+
+@pytest.mark.parametrize("zero_infinity", (False, True))
+def test_ctc_recursion_by_its_custom_function(zero_infinity):
+    """ctc_loss's recursion as a custom function (``PARTS``): values,
+    ``mx.vjp``, ``mx.jvp``, ``mx.vmap`` and a compiled gradient against the
+    portable code, on frame and target lengths that vary, an empty target,
+    a repeat and an infeasible row (inf or 0, gradient 0)."""
+    rng = np.random.default_rng(7)
+    x = mx.array(rng.standard_normal((4, 6, 5)).astype(np.float32))
+    rest = (mx.array([[1, 2, 2], [3, 0, 0], [0, 0, 0], [4, 4, 1]]), mx.array([6, 4, 5, 2]), mx.array([3, 1, 0, 3]))
+    f = lambda a, reduction="none": anyloss.ctc_loss(a, *rest, reduction=reduction, zero_infinity=zero_infinity)  # noqa: E731
+    cotangent = mx.array(rng.standard_normal(4).astype(np.float32))
+    tangent = mx.array(rng.standard_normal(x.shape).astype(np.float32))
+    got = [f(x), *mx.vjp(f, [x], [cotangent])[1], *mx.jvp(f, [x], [tangent])[1],
+           mx.vmap(f)(mx.stack([x, -x]))[1], mx.compile(mx.grad(lambda a: f(a, "mean")))(x)]
+    with _native.portable():
+        want = [f(x), *mx.vjp(f, [x], [cotangent])[1], *mx.jvp(f, [x], [tangent])[1], f(-x),
+                mx.grad(lambda a: f(a, "mean"))(x)]
+    assert np.array(got[0])[3] == (0.0 if zero_infinity else math.inf)
+    assert np.all(np.array(got[1])[3] == 0)
+    for g, w, what in zip(got, want, ("value", "vjp", "jvp", "vmap", "compiled grad")):
+        np.testing.assert_allclose(np.array(g), np.array(w), rtol=2e-5, atol=1e-6, err_msg=what)

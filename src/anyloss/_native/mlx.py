@@ -10,11 +10,15 @@ itself, op by op or into the enclosing trace.
 The formulas run on MLX's namespace with a few primitives in cheaper forms
 of equal value (from ``_formulas``): ``exp`` as a power of two on large
 arrays, ``isfinite`` in two primitives, rows of 2-d arrays summed and
-maximized in blocks, and a transposed matmul operand copied first.  Two losses take another form of their formula
-(:data:`FORMS`).  No custom function is used: MLX cannot replay one in a
-shapeless trace.  Under an enclosing ``mx.compile(shapeless=True)`` the
-batch size may change; the length of a reduced row and the number of
-classes are part of the trace.
+maximized in blocks, and a transposed matmul operand copied first.  Two
+losses take another form of their formula (:data:`FORMS`), and CTC another
+form of its recursion over the frames (:data:`PARTS`): a custom function
+differentiated by the backward recursion, since under ``mx.grad`` MLX runs
+it op by op and autodiff through every move costs more than the moves.  No
+other loss uses a custom function: MLX cannot replay one in a shapeless
+trace (CTC's slices of the frames keep it out of one already).  Under an
+enclosing ``mx.compile(shapeless=True)`` the batch size may change; the
+length of a reduced row and the number of classes are part of the trace.
 
 Each configuration keeps its traces (one per input signature) until it has
 seen ``MAX_SIGNATURES`` of them; then its compiled function is replaced,
@@ -25,6 +29,7 @@ recently used dropped first.
 
 from __future__ import annotations
 
+import functools
 import types
 from collections import OrderedDict
 from typing import Any
@@ -136,6 +141,47 @@ class Compiled:
         return out
 
 
+def _ctc_paths(guard: bool) -> Any:
+    """``(log p, alphas)`` of :func:`_formulas.ctc_alphas` and
+    :func:`_formulas.ctc_final` as one custom function, differentiated by
+    :func:`_formulas.ctc_path_weights` (the backward recursion): no
+    gradient of every move of the forward recursion.  The alphas are an
+    output for the vjp's use only (their tangent is given as 0)."""
+
+    @mx.custom_function
+    def paths(emissions: Any, skip: Any, frames: Any, lengths: Any) -> Any:
+        alphas = _formulas.ctc_alphas(NAMESPACE, emissions, skip)
+        return _formulas.ctc_final(NAMESPACE, alphas, frames, lengths, guard), alphas
+
+    def weights(primals: Any, log_p: Any, alphas: Any) -> Any:
+        return _formulas.ctc_path_weights(NAMESPACE, *primals, alphas, log_p)
+
+    @paths.vjp
+    def paths_vjp(primals: Any, cotangents: Any, outputs: Any) -> Any:
+        log_p, alphas = outputs
+        grad = weights(primals, log_p, alphas) * mx.reshape(cotangents[0], (1, -1, 1))
+        return (grad, *(mx.zeros_like(a) for a in primals[1:]))
+
+    @paths.jvp
+    def paths_jvp(primals: Any, tangents: Any) -> Any:
+        log_p, alphas = paths(*primals)
+        tangent = mx.sum(weights(primals, log_p, alphas) * tangents[0], axis=(0, 2))
+        return tangent, mx.zeros_like(alphas)
+
+    return paths
+
+
+_CTC_PATHS = {guard: _ctc_paths(guard) for guard in (False, True)}
+
+
+def ctc_log_likelihood(xp: Any, emissions: Any, skip: Any, frames: Any, lengths: Any, guard: bool) -> Any:
+    """:func:`_formulas.ctc_log_likelihood` by :func:`_ctc_paths`."""
+    return _CTC_PATHS[guard](emissions, skip, frames, lengths)[0]
+
+
+# Losses whose formula takes one of its parts in another form (see _formulas).
+PARTS = {"ctc_loss": functools.partial(_formulas.ctc_loss, likelihood=ctc_log_likelihood)}
+
 # Losses computed by another form of their formula (see _formulas).
 FORMS = {
     "cosine_similarity_loss": _formulas.cosine_similarity_rows,
@@ -157,7 +203,9 @@ def evaluate(
     has one."""
     form = FORMS.get(name)
     if form is None:
-        return _formulas.evaluate(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays)
+        return _formulas.evaluate(
+            xp, name, params, reduction, out_dtype, dtype, weighted, *arrays, formula=PARTS.get(name)
+        )
     if weighted:
         *arrays, weights = arrays
     loss = form(xp, *[astype(xp, a, dtype) for a in arrays], *params)
