@@ -620,3 +620,28 @@ def test_ctc_recursion_by_its_custom_function(zero_infinity):
     assert np.all(np.array(got[1])[3] == 0)
     for g, w, what in zip(got, want, ("value", "vjp", "jvp", "vmap", "compiled grad")):
         np.testing.assert_allclose(np.array(g), np.array(w), rtol=2e-5, atol=1e-6, err_msg=what)
+
+
+def test_js_div_runs_directly_by_its_slopes():
+    """js_div_loss under mx.grad, mx.vjp and mx.jvp (``DIRECT``: a custom
+    function differentiated by its slopes, an absent class included) and
+    under mx.vmap, mx.compile and a Hessian-vector product: the portable
+    code's values and derivatives."""
+    rng = np.random.default_rng(9)
+    logp = lambda a: a - np.log(np.exp(a).sum(-1, keepdims=True))  # noqa: E731
+    x, t = (mx.array(logp(rng.standard_normal((5, 4))).astype(np.float32)) for _ in range(2))
+    x = mx.where(mx.arange(4) == 3, -math.inf, x)  # a class absent from the inputs
+    f = lambda a, b: anyloss.js_div_loss(a, b, reduction="none")  # noqa: E731
+    total = lambda a, b: mx.sum(f(a, b) * mx.arange(1, 6))  # noqa: E731
+    u, v = (mx.array(rng.standard_normal((5, 4)).astype(np.float32)) for _ in range(2))
+
+    def derivatives():
+        return [*mx.value_and_grad(total, argnums=(0, 1))(x, t)[1], mx.jvp(total, [x, t], [u, v])[1][0],
+                mx.vmap(f)(mx.stack([x, t]), mx.stack([t, x])), mx.compile(mx.grad(total))(x, t),
+                mx.jvp(mx.grad(total, argnums=1), [x, t], [u, v])[1][0]]
+
+    got = derivatives()
+    with _native.portable():
+        want = derivatives()
+    for g, w, what in zip(got, want, ("d/dx", "d/dt", "jvp", "vmap", "compiled grad", "hvp")):
+        np.testing.assert_allclose(np.array(g), np.array(w), rtol=1e-5, atol=1e-6, err_msg=what)

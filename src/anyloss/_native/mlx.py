@@ -15,8 +15,11 @@ losses take another form of their formula (:data:`FORMS`), and CTC another
 form of its recursion over the frames (:data:`PARTS`): a custom function
 differentiated by the backward recursion, since under ``mx.grad`` MLX runs
 it op by op and autodiff through every move costs more than the moves.  No
-other loss uses a custom function: MLX cannot replay one in a shapeless
-trace (CTC's slices of the frames keep it out of one already).  Under an
+other loss uses a custom function in a trace: MLX cannot replay one in a
+shapeless trace (CTC's slices of the frames keep it out of one already).
+Run directly on small inputs (under ``mx.grad``, ``mx.vjp``, ``mx.jvp``,
+which :func:`_runs_directly` tells from a trace), a loss of :data:`DIRECT`
+is a custom function differentiated by its formula's derivatives.  Under an
 enclosing ``mx.compile(shapeless=True)`` the batch size may change; the
 length of a reduced row and the number of classes are part of the trace.
 
@@ -49,6 +52,9 @@ MAX_CONFIGURATIONS = 128
 FORMS_MIN_SIZE = 1024
 # Rows at least this long are reduced in blocks (see _blocked).
 BLOCKED_MIN_LENGTH = 256
+# Inputs below this size run a loss of DIRECT by its derivatives under mx.grad:
+# above it the derivatives cost more passes than MLX's own gradient saves.
+DIRECT_MAX_SIZE = 1 << 16
 
 
 def _exp(x: Any) -> Any:
@@ -182,6 +188,49 @@ def ctc_log_likelihood(xp: Any, emissions: Any, skip: Any, frames: Any, lengths:
 # Losses whose formula takes one of its parts in another form (see _formulas).
 PARTS = {"ctc_loss": functools.partial(_formulas.ctc_loss, likelihood=ctc_log_likelihood)}
 
+@functools.lru_cache(maxsize=None)
+def _js_div_by_slopes(axis: int) -> Any:
+    """:func:`_formulas.js_div_loss` as a custom function differentiated by
+    :func:`_formulas.js_div_slopes` (in both modes, in MLX ops of the
+    primals, so a derivative of the gradient is still right)."""
+
+    @mx.custom_function
+    def loss(x: Any, t: Any) -> Any:
+        return _formulas.js_div_loss(NAMESPACE, x, t, axis)
+
+    @loss.vjp
+    def loss_vjp(primals: Any, cotangent: Any, output: Any) -> Any:
+        sx, st = _formulas.js_div_slopes(NAMESPACE, *primals)
+        row = mx.expand_dims(cotangent, axis)
+        return sx * row, st * row
+
+    @loss.jvp
+    def loss_jvp(primals: Any, tangents: Any) -> Any:
+        sx, st = _formulas.js_div_slopes(NAMESPACE, *primals)
+        return mx.sum(sx * tangents[0] + st * tangents[1], axis=axis)
+
+    return loss
+
+
+def _runs_directly(x: Any) -> bool:
+    """Whether the computation runs on the arrays themselves, as under
+    ``mx.grad``, ``mx.vjp`` and ``mx.jvp`` (MLX evaluates an input there),
+    rather than into a trace, as under ``mx.compile`` and ``mx.vmap`` (MLX
+    refuses to).  The input's value is computed here, a few microseconds
+    before the rest of the graph would compute it."""
+    try:
+        mx.eval(x)
+    except ValueError:
+        return False
+    return True
+
+
+# Losses run directly (under mx.grad, mx.vjp, mx.jvp) as a custom function
+# differentiated by the formula's own derivatives: MLX would otherwise
+# differentiate every primitive of the formula, op by op.  Never in a trace:
+# MLX cannot replay a custom function in a shapeless one.
+DIRECT = {"js_div_loss": lambda xp, x, t, axis: _js_div_by_slopes(axis)(x, t)}
+
 # Losses computed by another form of their formula (see _formulas).
 FORMS = {
     "cosine_similarity_loss": _formulas.cosine_similarity_rows,
@@ -203,8 +252,11 @@ def evaluate(
     has one."""
     form = FORMS.get(name)
     if form is None:
+        formula = PARTS.get(name)
+        if name in DIRECT and arrays[0].size < DIRECT_MAX_SIZE and _runs_directly(arrays[0]):
+            formula = DIRECT[name]
         return _formulas.evaluate(
-            xp, name, params, reduction, out_dtype, dtype, weighted, *arrays, formula=PARTS.get(name)
+            xp, name, params, reduction, out_dtype, dtype, weighted, *arrays, formula=formula
         )
     if weighted:
         *arrays, weights = arrays
