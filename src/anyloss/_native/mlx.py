@@ -115,9 +115,11 @@ def _body(state: Any) -> Any:
     the optional arrays left out (``None``, at the positions in the
     configuration's last entry) are put back here."""
 
+    static, missing = state.static[:-1], state.static[-1]
+
     def body(*arrays: Any) -> Any:
-        state.signatures.add(tuple((a.shape, a.dtype) for a in arrays))
-        *static, missing = state.static
+        # Under mx.grad this runs on every call: a list, not a generator.
+        state.signatures.add(tuple([(a.shape, a.dtype) for a in arrays]))
         if missing:
             given = iter(arrays)
             arrays = tuple(None if i in missing else next(given) for i in range(len(arrays) + len(missing)))
