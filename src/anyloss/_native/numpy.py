@@ -6,8 +6,10 @@ dispatch layers the formulas never need (``np.sum`` is ``np.add.reduce``
 behind two Python frames), with identical values.  binary_cross_entropy
 (logits), kl_div, cosine, cosine_embedding, poisson_nll (without ``full``),
 triplet (p = 2) and smooth_l1 run their plain forms from ``_formulas`` where
-the form's condition holds, the formula where it does not.  Class indices
-are range-checked here, in one pass.
+the form's condition holds, the formula where it does not.  cross_entropy, softmax_focal and poly1 (class
+indices) take the formula's cross entropy rows with the maximum's term removed
+at its index, in place (:func:`_plain_ce`).  Class indices are range-checked
+here, in one pass.
 
 Large calls evaluate the same formulas block by block: blocks of elements
 for elementwise losses, of rows for losses along an axis, each small enough
@@ -33,16 +35,20 @@ from typing import Any, Callable
 import array_api_compat.numpy as compat_np
 import numpy as np
 
-from .._common import astype, reduce
+from .._common import astype, gather, reduce
 from .._formulas import (
+    FORMULAS,
     bce_logits_plain,
     cosine_embedding_plain,
     cosine_plain,
     evaluate,
     kl_div_plain,
     poisson_nll_plain,
+    poly1_of_ce,
     smooth_l1_plain,
+    softmax_focal_of_ce,
     triplet_plain,
+    weighted_rows,
 )
 
 # ------------------------------------------------------------------ the namespace
@@ -276,8 +282,81 @@ _PLAIN: dict[str, Callable[[tuple[Any, ...]], Any]] = {
 }
 
 
+def _along(x: Any, indices: Any, axis: int) -> tuple[Any, ...]:
+    """The fancy index of ``x`` at ``indices`` (``x``'s shape, 1 along ``axis``)."""
+    ndim = x.ndim
+    return tuple(
+        indices if dim == axis else np.arange(n).reshape((1,) * dim + (n,) + (1,) * (ndim - dim - 1))
+        for dim, n in enumerate(x.shape)
+    )
+
+
+def _plain_ce(xp, logits, targets, axis, guard):
+    """The formula's cross entropy rows (class indices): :func:`shifted_logsumexp`'s
+    ``log1p`` of the other terms with the maximum's term removed at its index
+    (``argmax``, in place) instead of by a mask over the logits, minus the
+    target's shifted logit; four passes over the logits where the mask takes
+    eight.  ``None`` where a row is not finite (an infinite or NaN logit): the
+    formula runs."""
+    if not logits.size or not logits.shape[axis]:
+        return None
+    at_max = _along(logits, np.argmax(logits, axis=axis, keepdims=True), axis)
+    top = logits[at_max]
+    with np.errstate(all="ignore"):
+        terms = np.subtract(logits, top)
+        np.exp(terms, out=terms)
+        terms[at_max] = 0
+        rest = np.add.reduce(terms, axis=axis)
+        rows = np.log1p(rest) - (gather(xp, logits, targets, axis, guard) - np.squeeze(top, axis))
+    if not np.isfinite(np.add.reduce(rows, axis=None)):
+        return None
+    return rows
+
+
+def _cross_entropy(xp, logits, targets, class_weights, axis, smoothing, probabilities, guard,
+                   softcap, z_loss, ignore):
+    """Cross entropy with class indices from :func:`_plain_ce`'s rows, weighted
+    by :func:`weighted_rows` for class weights or ignore_index; the formula
+    for the other options, and where the rows are not exact."""
+    if (not probabilities and softcap is None and not z_loss and type(smoothing) is float
+            and smoothing == 0):
+        keep, kept = None, targets
+        if ignore is not None:
+            keep = targets != ignore
+            kept = np.where(keep, targets, np.zeros((), targets.dtype))
+        rows = _plain_ce(xp, logits, kept, axis, guard)
+        if rows is not None:
+            if keep is None and class_weights is None:
+                return rows
+            return weighted_rows(xp, rows, kept, class_weights, keep)
+    return FORMULAS["cross_entropy"](
+        xp, logits, targets, class_weights, axis, smoothing, probabilities, guard, softcap, z_loss, ignore
+    )
+
+
+def _softmax_focal(xp, logits, targets, class_weights, axis, gamma, guard):
+    ce = _plain_ce(xp, logits, targets, axis, guard)
+    if ce is None:
+        return FORMULAS["softmax_focal_loss"](xp, logits, targets, class_weights, axis, gamma, guard)
+    return softmax_focal_of_ce(xp, ce, targets, class_weights, gamma, guard)
+
+
+def _poly1(xp, logits, targets, axis, epsilon, probabilities, guard):
+    ce = None if probabilities else _plain_ce(xp, logits, targets, axis, guard)
+    if ce is None:
+        return FORMULAS["poly1_cross_entropy"](xp, logits, targets, axis, epsilon, probabilities, guard)
+    return poly1_of_ce(xp, ce, epsilon)
+
+
+# loss -> its form of the formula from the plain cross entropy (the formula's signature)
+_OF_CE = {"cross_entropy": _cross_entropy, "softmax_focal_loss": _softmax_focal, "poly1_cross_entropy": _poly1}
+
+
 def _evaluate(name, params, reduction, out_dtype, dtype, weighted, arrays):
     """``evaluate`` on :data:`lean`, by the loss's plain form where that is exact."""
+    of_ce = _OF_CE.get(name)
+    if of_ce is not None:
+        return evaluate(lean, name, params, reduction, out_dtype, dtype, weighted, *arrays, formula=of_ce)
     plain = _PLAIN.get(name)
     form = plain(params) if plain is not None else None
     if form is not None and name == "binary_cross_entropy" and arrays[2] is not None:
