@@ -4,8 +4,9 @@ cache-sized blocks shared by a thread pool.
 Small calls run ``evaluate`` on :data:`lean`, NumPy's own functions without the
 dispatch layers the formulas never need (``np.sum`` is ``np.add.reduce``
 behind two Python frames), with identical values.  binary_cross_entropy
-(logits), kl_div, cosine, cosine_embedding, poisson_nll (without ``full``),
-triplet (p = 2) and smooth_l1 run their plain forms from ``_formulas`` where
+(logits; with pos_weight by ``bce_logits_relu``), kl_div, cosine,
+cosine_embedding, poisson_nll (without ``full``), triplet (p = 2), smooth_l1,
+hinge_embedding and sigmoid_focal run their plain forms from ``_formulas`` where
 the form's condition holds, the formula where it does not.  cross_entropy, softmax_focal and poly1 (class
 indices) take the formula's cross entropy rows with the maximum's term removed
 at its index, in place (:func:`_plain_ce`).  Class indices are range-checked
@@ -39,12 +40,15 @@ from .._common import astype, gather, reduce
 from .._formulas import (
     FORMULAS,
     bce_logits_plain,
+    bce_logits_relu,
     cosine_embedding_plain,
     cosine_plain,
     evaluate,
+    hinge_embedding_plain,
     kl_div_plain,
     poisson_nll_plain,
     poly1_of_ce,
+    sigmoid_focal_plain,
     smooth_l1_plain,
     softmax_focal_of_ce,
     triplet_plain,
@@ -214,12 +218,15 @@ ELEMENTWISE = frozenset(
     {
         "binary_cross_entropy",
         "gaussian_nll_loss",
+        "hinge_embedding_loss",
         "hinge_loss",
         "huber_loss",
         "l1_loss",
         "log_cosh_loss",
         "margin_ranking_loss",
         "mse_loss",
+        "msle_loss",
+        "sigmoid_focal_loss",
         "smooth_l1_loss",
     }
 )
@@ -271,10 +278,12 @@ def _check_range(func: str, x: Any, targets: Any, axis: int, ignore: Any = None)
 # loss -> its plain form (see _formulas) and that form's parameters, or None;
 # a form that returns the loss alone is exact wherever its result is not NaN
 _PLAIN: dict[str, Callable[[tuple[Any, ...]], Any]] = {
-    # (pos_weight is None: see run)
+    # (pos_weight: bce_logits_relu, see _evaluate)
     "binary_cross_entropy": lambda p: (bce_logits_plain, ()) if p[0] else None,
+    "sigmoid_focal_loss": lambda p: (sigmoid_focal_plain, p),
     "cosine_embedding_loss": lambda p: (cosine_embedding_plain, p),
     "cosine_similarity_loss": lambda p: (cosine_plain, p),
+    "hinge_embedding_loss": lambda p: (hinge_embedding_plain, p),
     "kl_div_loss": lambda p: (kl_div_plain, p),
     "poisson_nll_loss": lambda p: None if p[1] else (poisson_nll_plain, (p[0], p[2])),
     "smooth_l1_loss": lambda p: (smooth_l1_plain, p),
@@ -359,14 +368,15 @@ def _evaluate(name, params, reduction, out_dtype, dtype, weighted, arrays):
         return evaluate(lean, name, params, reduction, out_dtype, dtype, weighted, *arrays, formula=of_ce)
     plain = _PLAIN.get(name)
     form = plain(params) if plain is not None else None
-    if form is not None and name == "binary_cross_entropy" and arrays[2] is not None:
-        form = None  # the plain form has no pos_weight
+    with_pos_weight = form is not None and name == "binary_cross_entropy" and arrays[2] is not None
+    if with_pos_weight:
+        form = (bce_logits_relu, ())
     if form is not None:
         if weighted:
             *values, weights = arrays
         else:
             values = arrays
-        if name == "binary_cross_entropy":
+        if name == "binary_cross_entropy" and not with_pos_weight:
             values = values[:2]  # without the pos_weight left out
         # NumPy's warnings are the formula's: the plain form's 0 * inf and
         # overflowing squares are not the caller's (they fail the condition).
@@ -406,7 +416,13 @@ def _per_class(name: str, params: tuple[Any, ...], arrays: tuple[Any, ...]) -> b
     mean over kept rows, which blocks do not cut: it runs directly."""
     if name == "cross_entropy":
         return arrays[2] is not None or params[6] is not None
-    return name == "binary_cross_entropy" and arrays[2] is not None
+    return name == "binary_cross_entropy" and arrays[2] is not None and not _one_weight(arrays)
+
+
+def _one_weight(arrays: tuple[Any, ...]) -> bool:
+    """Whether binary_cross_entropy's pos_weight is one number for every
+    element (0-d or one entry), which each block takes whole."""
+    return arrays[2].size == 1 and arrays[2].ndim <= 1
 
 
 class _Plan:
@@ -430,7 +446,7 @@ class _Plan:
     def block(self, i: int) -> tuple[slice, list[Any]]:
         cut = slice(i * self.step, min((i + 1) * self.step, self.length))
         return cut, [
-            None if a is None else a[(slice(None),) * ax + (cut,)]
+            a if a is None or ax is None else a[(slice(None),) * ax + (cut,)]
             for a, ax in zip(self.arrays, self.axes)
         ]
 
@@ -485,13 +501,17 @@ def _plan(name: str, params: tuple[Any, ...], arrays: tuple[Any, ...]) -> _Plan 
             length, unit, view_shape = shape[b], size // max(shape[b], 1), loss_shape
     else:
         loss_shape = shape
-        views = [_view(a, (size,)) for a in arrays]
+        whole = [False] * len(arrays)  # arrays each block takes whole (a pos_weight of one entry)
+        if name == "binary_cross_entropy" and arrays[2] is not None:
+            whole[2] = True
+        views = [a if w else _view(a, (size,)) for a, w in zip(arrays, whole)]
         if all(v is not None for v in views):
             views = [None if v is _ABSENT else v for v in views]
             axes, length, unit, view_shape = [0] * len(arrays), size, 1, (size,)
         else:
             b = max(range(first.ndim), key=lambda i: shape[i])
             views, axes, length, unit, view_shape = list(arrays), [b] * len(arrays), shape[b], size // shape[b], shape
+        axes = [None if w else ax for ax, w in zip(axes, whole)]
         new_params = params
     # cache-sized blocks, and at least one per thread
     workers = threads() if size >= THREADED else 1
