@@ -520,10 +520,15 @@ def soft_margin_loss(xp: Any, x: Any, t: Any) -> Any:
 
 def multilabel_soft_margin_loss(xp: Any, x: Any, t: Any, class_weights: Any) -> Any:
     """The mean over the last axis of ``w_c BCE(x_c, t_c)`` with logits."""
-    loss = binary_cross_entropy(xp, x, t, None, True)
+    return multilabel_of_bce(xp, binary_cross_entropy(xp, x, t, None, True), class_weights)
+
+
+def multilabel_of_bce(xp: Any, bce: Any, class_weights: Any) -> Any:
+    """:func:`multilabel_soft_margin_loss` from the elementwise cross entropy
+    with logits ``bce`` (a fast path's plain form, e.g. :func:`bce_logits_plain`)."""
     if class_weights is not None:
-        loss = loss * class_weights
-    return xp.sum(loss, axis=-1) / x.shape[-1]
+        bce = bce * class_weights
+    return xp.sum(bce, axis=-1) / bce.shape[-1]
 
 
 def squared_hinge_loss(xp: Any, x: Any, t: Any) -> Any:
