@@ -6,7 +6,7 @@ dispatch layers the formulas never need (``np.sum`` is ``np.add.reduce``
 behind two Python frames), with identical values.  binary_cross_entropy
 (logits; with pos_weight by ``bce_logits_relu``), kl_div, cosine,
 cosine_embedding, poisson_nll (without ``full``), triplet (p = 2), smooth_l1,
-hinge_embedding and sigmoid_focal run their plain forms from ``_formulas`` where
+hinge_embedding, sigmoid_focal and multilabel_soft_margin run their plain forms from ``_formulas`` where
 the form's condition holds, the formula where it does not.  cross_entropy, softmax_focal and poly1 (class
 indices) take the formula's cross entropy rows with the maximum's term removed
 at its index, in place (:func:`_plain_ce`).  Class indices are range-checked
@@ -46,6 +46,7 @@ from .._formulas import (
     evaluate,
     hinge_embedding_plain,
     kl_div_plain,
+    multilabel_of_bce,
     poisson_nll_plain,
     poly1_of_ce,
     sigmoid_focal_plain,
@@ -357,15 +358,30 @@ def _poly1(xp, logits, targets, axis, epsilon, probabilities, guard):
     return poly1_of_ce(xp, ce, epsilon)
 
 
-# loss -> its form of the formula from the plain cross entropy (the formula's signature)
-_OF_CE = {"cross_entropy": _cross_entropy, "softmax_focal_loss": _softmax_focal, "poly1_cross_entropy": _poly1}
+def _multilabel(xp, x, t, class_weights):
+    """multilabel_soft_margin from :func:`bce_logits_plain` where that has no
+    NaN, else the formula."""
+    with np.errstate(all="ignore"):
+        bce = bce_logits_plain(xp, x, t)
+    if np.isnan(np.add.reduce(bce, axis=None)):
+        return FORMULAS["multilabel_soft_margin_loss"](xp, x, t, class_weights)
+    return multilabel_of_bce(xp, bce, class_weights)
+
+
+# loss -> its form of the formula by a plain form (the formula's signature)
+_FORMS = {
+    "cross_entropy": _cross_entropy,
+    "softmax_focal_loss": _softmax_focal,
+    "poly1_cross_entropy": _poly1,
+    "multilabel_soft_margin_loss": _multilabel,
+}
 
 
 def _evaluate(name, params, reduction, out_dtype, dtype, weighted, arrays):
     """``evaluate`` on :data:`lean`, by the loss's plain form where that is exact."""
-    of_ce = _OF_CE.get(name)
-    if of_ce is not None:
-        return evaluate(lean, name, params, reduction, out_dtype, dtype, weighted, *arrays, formula=of_ce)
+    form = _FORMS.get(name)
+    if form is not None:
+        return evaluate(lean, name, params, reduction, out_dtype, dtype, weighted, *arrays, formula=form)
     plain = _PLAIN.get(name)
     form = plain(params) if plain is not None else None
     with_pos_weight = form is not None and name == "binary_cross_entropy" and arrays[2] is not None
