@@ -403,7 +403,7 @@ def _evaluate(name, params, reduction, out_dtype, dtype, weighted, arrays):
             if weighted:
                 loss = loss * astype(lean, weights, dtype)
             result = reduce(lean, loss, reduction, out_dtype)
-            if exact is not None or not np.isnan(result).any():
+            if exact is not None or not (math.isnan(result) if not result.ndim else np.isnan(result).any()):
                 return result
     return evaluate(lean, name, params, reduction, out_dtype, dtype, weighted, *arrays)
 
