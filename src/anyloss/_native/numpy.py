@@ -317,7 +317,13 @@ def _plain_ce(xp, logits, targets, axis, guard):
         np.exp(terms, out=terms)
         terms[at_max] = 0
         rest = np.add.reduce(terms, axis=axis)
-        rows = np.log1p(rest) - (gather(xp, logits, targets, axis, guard) - np.squeeze(top, axis))
+        if guard:
+            picked = gather(xp, logits, targets, axis, guard)
+        else:  # the index of the maximum's, at the targets
+            index = list(at_max)
+            index[axis] = np.expand_dims(targets, axis)
+            picked = logits[tuple(index)]
+        rows = np.log1p(rest) - np.squeeze(picked - top, axis)
     if not np.isfinite(np.add.reduce(rows, axis=None)):
         return None
     return rows
