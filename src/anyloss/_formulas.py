@@ -520,10 +520,15 @@ def soft_margin_loss(xp: Any, x: Any, t: Any) -> Any:
 
 def multilabel_soft_margin_loss(xp: Any, x: Any, t: Any, class_weights: Any) -> Any:
     """The mean over the last axis of ``w_c BCE(x_c, t_c)`` with logits."""
-    loss = binary_cross_entropy(xp, x, t, None, True)
+    return multilabel_of_bce(xp, binary_cross_entropy(xp, x, t, None, True), class_weights)
+
+
+def multilabel_of_bce(xp: Any, bce: Any, class_weights: Any) -> Any:
+    """:func:`multilabel_soft_margin_loss` from the elementwise cross entropy
+    with logits ``bce`` (a fast path's plain form, e.g. :func:`bce_logits_plain`)."""
     if class_weights is not None:
-        loss = loss * class_weights
-    return xp.sum(loss, axis=-1) / x.shape[-1]
+        bce = bce * class_weights
+    return xp.sum(bce, axis=-1) / bce.shape[-1]
 
 
 def squared_hinge_loss(xp: Any, x: Any, t: Any) -> Any:
@@ -1029,10 +1034,11 @@ def sigmoid_focal_plain(xp: Any, x: Any, t: Any, alpha: Any, gamma: float) -> An
     cross entropy (``c |x|`` as a plain product, five primitives fewer).  It
     is the formula, bit for bit, wherever it is not NaN; a NaN marks an
     infinite logit with its matching target (or a NaN input), as in
-    :func:`bce_logits_plain`."""
-    positive = x >= 0
-    a = xp.where(positive, x, -x)
-    c = xp.where(positive, 1.0 - t, t)
+    :func:`bce_logits_plain`.  Select-free (``c`` by a 0/1 step, both of its
+    products exact): a select on a random mask costs NumPy a branch per element."""
+    step = astype(xp, x >= 0, x.dtype)
+    a = xp.abs(x)
+    c = step * (1.0 - t) + (1.0 - step) * t
     e = xp.exp(-a)
     loss = c * a + xp.log1p(e)
     if gamma != 0:
@@ -1041,6 +1047,15 @@ def sigmoid_focal_plain(xp: Any, x: Any, t: Any, alpha: Any, gamma: float) -> An
     if alpha is None:
         return loss
     return loss * ((1.0 - alpha) + (2.0 * alpha - 1.0) * t)
+
+
+def hinge_embedding_plain(xp: Any, x: Any, y: Any, margin: float) -> Any:
+    """:func:`hinge_embedding_loss` select-free: each term times its 0/1 mask
+    (a product by 1 or 0 is exact, as is adding 0).  It is the formula, bit
+    for bit, wherever it is not NaN; a NaN marks an infinite input times a
+    mask of 0 (or a NaN input)."""
+    hinge = astype(xp, y != 1, x.dtype) * at_least(xp, margin - x, 0.0)
+    return hinge + astype(xp, y != -1, x.dtype) * x
 
 
 def smooth_l1_plain(xp: Any, x: Any, y: Any, beta: float) -> Any:

@@ -17,6 +17,7 @@ from ._common import (
     drop_axis,
     epsilon,
     float_dtypes,
+    isdtype,
     largest,
     namespace,
     normalize_axis,
@@ -91,7 +92,7 @@ def _check_z_and_softcap(func: str, z_loss: Any, logit_softcap: Any) -> tuple[fl
 def _check_log_probabilities(xp: Any, func: str, name: str, x: Array, fix: str) -> None:
     """Log-probabilities are at most 0 (up to rounding); positive values mean
     probabilities or logits were passed.  Read where the values are on the host."""
-    if values_known(xp, x) and xp.isdtype(x.dtype, "real floating"):
+    if values_known(xp, x) and isdtype(xp, x.dtype, "real floating"):
         # The first 1024 values show probabilities or logits passed by
         # mistake as surely as all of them, at the cost of nll_loss itself.
         hi = largest(xp, x, sample=1024)

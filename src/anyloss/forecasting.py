@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _native
-from ._common import Reduction, check_real, prepare, value_range, values_known
+from ._common import Reduction, check_real, prepare, smallest, values_known
 
 Array = Any
 
@@ -14,7 +14,7 @@ Array = Any
 def _check_at_least_zero(xp: Any, func: str, name: str, x: Array, what: str, fix: str) -> None:
     """``x >= 0`` where the values are on the host (a sample: a bounded cost)."""
     if values_known(xp, x):
-        lo, _ = value_range(xp, x, sample=True)
+        lo = smallest(xp, x, sample=True)
         if lo < 0:
             raise ValueError(f"{func}: {name} must be {what} (>= 0), but it holds {lo:g}; {fix}")
 

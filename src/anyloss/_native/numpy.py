@@ -4,10 +4,13 @@ cache-sized blocks shared by a thread pool.
 Small calls run ``evaluate`` on :data:`lean`, NumPy's own functions without the
 dispatch layers the formulas never need (``np.sum`` is ``np.add.reduce``
 behind two Python frames), with identical values.  binary_cross_entropy
-(logits), kl_div, cosine, cosine_embedding, poisson_nll (without ``full``),
-triplet (p = 2) and smooth_l1 run their plain forms from ``_formulas`` where
-the form's condition holds, the formula where it does not.  Class indices
-are range-checked here, in one pass.
+(logits; with pos_weight by ``bce_logits_relu``), kl_div, cosine,
+cosine_embedding, poisson_nll (without ``full``), triplet (p = 2), smooth_l1,
+hinge_embedding, sigmoid_focal and multilabel_soft_margin run their plain forms from ``_formulas`` where
+the form's condition holds, the formula where it does not.  cross_entropy, softmax_focal and poly1 (class
+indices) take the formula's cross entropy rows with the maximum's term removed
+at its index, in place (:func:`_plain_ce`).  Class indices are range-checked
+here, in one pass.
 
 Large calls evaluate the same formulas block by block: blocks of elements
 for elementwise losses, of rows for losses along an axis, each small enough
@@ -33,16 +36,24 @@ from typing import Any, Callable
 import array_api_compat.numpy as compat_np
 import numpy as np
 
-from .._common import astype, reduce
+from .._common import astype, gather, reduce
 from .._formulas import (
+    FORMULAS,
     bce_logits_plain,
+    bce_logits_relu,
     cosine_embedding_plain,
     cosine_plain,
     evaluate,
+    hinge_embedding_plain,
     kl_div_plain,
+    multilabel_of_bce,
     poisson_nll_plain,
+    poly1_of_ce,
+    sigmoid_focal_plain,
     smooth_l1_plain,
+    softmax_focal_of_ce,
     triplet_plain,
+    weighted_rows,
 )
 
 # ------------------------------------------------------------------ the namespace
@@ -208,12 +219,15 @@ ELEMENTWISE = frozenset(
     {
         "binary_cross_entropy",
         "gaussian_nll_loss",
+        "hinge_embedding_loss",
         "hinge_loss",
         "huber_loss",
         "l1_loss",
         "log_cosh_loss",
         "margin_ranking_loss",
         "mse_loss",
+        "msle_loss",
+        "sigmoid_focal_loss",
         "smooth_l1_loss",
     }
 )
@@ -265,10 +279,12 @@ def _check_range(func: str, x: Any, targets: Any, axis: int, ignore: Any = None)
 # loss -> its plain form (see _formulas) and that form's parameters, or None;
 # a form that returns the loss alone is exact wherever its result is not NaN
 _PLAIN: dict[str, Callable[[tuple[Any, ...]], Any]] = {
-    # (pos_weight is None: see run)
+    # (pos_weight: bce_logits_relu, see _evaluate)
     "binary_cross_entropy": lambda p: (bce_logits_plain, ()) if p[0] else None,
+    "sigmoid_focal_loss": lambda p: (sigmoid_focal_plain, p),
     "cosine_embedding_loss": lambda p: (cosine_embedding_plain, p),
     "cosine_similarity_loss": lambda p: (cosine_plain, p),
+    "hinge_embedding_loss": lambda p: (hinge_embedding_plain, p),
     "kl_div_loss": lambda p: (kl_div_plain, p),
     "poisson_nll_loss": lambda p: None if p[1] else (poisson_nll_plain, (p[0], p[2])),
     "smooth_l1_loss": lambda p: (smooth_l1_plain, p),
@@ -276,18 +292,113 @@ _PLAIN: dict[str, Callable[[tuple[Any, ...]], Any]] = {
 }
 
 
+def _along(x: Any, indices: Any, axis: int) -> tuple[Any, ...]:
+    """The fancy index of ``x`` at ``indices`` (``x``'s shape, 1 along ``axis``)."""
+    ndim = x.ndim
+    return tuple(
+        indices if dim == axis else np.arange(n).reshape((1,) * dim + (n,) + (1,) * (ndim - dim - 1))
+        for dim, n in enumerate(x.shape)
+    )
+
+
+def _plain_ce(xp, logits, targets, axis, guard):
+    """The formula's cross entropy rows (class indices): :func:`shifted_logsumexp`'s
+    ``log1p`` of the other terms with the maximum's term removed at its index
+    (``argmax``, in place) instead of by a mask over the logits, minus the
+    target's shifted logit; four passes over the logits where the mask takes
+    eight.  ``None`` where a row is not finite (an infinite or NaN logit): the
+    formula runs."""
+    if not logits.size or not logits.shape[axis]:
+        return None
+    at_max = _along(logits, np.argmax(logits, axis=axis, keepdims=True), axis)
+    top = logits[at_max]
+    with np.errstate(all="ignore"):
+        terms = np.subtract(logits, top)
+        np.exp(terms, out=terms)
+        terms[at_max] = 0
+        rest = np.add.reduce(terms, axis=axis)
+        if guard:
+            picked = gather(xp, logits, targets, axis, guard)
+        else:  # the index of the maximum's, at the targets
+            index = list(at_max)
+            index[axis] = np.expand_dims(targets, axis)
+            picked = logits[tuple(index)]
+        rows = np.log1p(rest) - np.squeeze(picked - top, axis)
+    if not np.isfinite(np.add.reduce(rows, axis=None)):
+        return None
+    return rows
+
+
+def _cross_entropy(xp, logits, targets, class_weights, axis, smoothing, probabilities, guard,
+                   softcap, z_loss, ignore):
+    """Cross entropy with class indices from :func:`_plain_ce`'s rows, weighted
+    by :func:`weighted_rows` for class weights or ignore_index; the formula
+    for the other options, and where the rows are not exact."""
+    if (not probabilities and softcap is None and not z_loss and type(smoothing) is float
+            and smoothing == 0):
+        keep, kept = None, targets
+        if ignore is not None:
+            keep = targets != ignore
+            kept = np.where(keep, targets, np.zeros((), targets.dtype))
+        rows = _plain_ce(xp, logits, kept, axis, guard)
+        if rows is not None:
+            if keep is None and class_weights is None:
+                return rows
+            return weighted_rows(xp, rows, kept, class_weights, keep)
+    return FORMULAS["cross_entropy"](
+        xp, logits, targets, class_weights, axis, smoothing, probabilities, guard, softcap, z_loss, ignore
+    )
+
+
+def _softmax_focal(xp, logits, targets, class_weights, axis, gamma, guard):
+    ce = _plain_ce(xp, logits, targets, axis, guard)
+    if ce is None:
+        return FORMULAS["softmax_focal_loss"](xp, logits, targets, class_weights, axis, gamma, guard)
+    return softmax_focal_of_ce(xp, ce, targets, class_weights, gamma, guard)
+
+
+def _poly1(xp, logits, targets, axis, epsilon, probabilities, guard):
+    ce = None if probabilities else _plain_ce(xp, logits, targets, axis, guard)
+    if ce is None:
+        return FORMULAS["poly1_cross_entropy"](xp, logits, targets, axis, epsilon, probabilities, guard)
+    return poly1_of_ce(xp, ce, epsilon)
+
+
+def _multilabel(xp, x, t, class_weights):
+    """multilabel_soft_margin from :func:`bce_logits_plain` where that has no
+    NaN, else the formula."""
+    with np.errstate(all="ignore"):
+        bce = bce_logits_plain(xp, x, t)
+    if np.isnan(np.add.reduce(bce, axis=None)):
+        return FORMULAS["multilabel_soft_margin_loss"](xp, x, t, class_weights)
+    return multilabel_of_bce(xp, bce, class_weights)
+
+
+# loss -> its form of the formula by a plain form (the formula's signature)
+_FORMS = {
+    "cross_entropy": _cross_entropy,
+    "softmax_focal_loss": _softmax_focal,
+    "poly1_cross_entropy": _poly1,
+    "multilabel_soft_margin_loss": _multilabel,
+}
+
+
 def _evaluate(name, params, reduction, out_dtype, dtype, weighted, arrays):
     """``evaluate`` on :data:`lean`, by the loss's plain form where that is exact."""
+    form = _FORMS.get(name)
+    if form is not None:
+        return evaluate(lean, name, params, reduction, out_dtype, dtype, weighted, *arrays, formula=form)
     plain = _PLAIN.get(name)
     form = plain(params) if plain is not None else None
-    if form is not None and name == "binary_cross_entropy" and arrays[2] is not None:
-        form = None  # the plain form has no pos_weight
+    with_pos_weight = form is not None and name == "binary_cross_entropy" and arrays[2] is not None
+    if with_pos_weight:
+        form = (bce_logits_relu, ())
     if form is not None:
         if weighted:
             *values, weights = arrays
         else:
             values = arrays
-        if name == "binary_cross_entropy":
+        if name == "binary_cross_entropy" and not with_pos_weight:
             values = values[:2]  # without the pos_weight left out
         # NumPy's warnings are the formula's: the plain form's 0 * inf and
         # overflowing squares are not the caller's (they fail the condition).
@@ -298,7 +409,7 @@ def _evaluate(name, params, reduction, out_dtype, dtype, weighted, arrays):
             if weighted:
                 loss = loss * astype(lean, weights, dtype)
             result = reduce(lean, loss, reduction, out_dtype)
-            if exact is not None or not np.isnan(result).any():
+            if exact is not None or not (math.isnan(result) if not result.ndim else np.isnan(result).any()):
                 return result
     return evaluate(lean, name, params, reduction, out_dtype, dtype, weighted, *arrays)
 
@@ -327,7 +438,13 @@ def _per_class(name: str, params: tuple[Any, ...], arrays: tuple[Any, ...]) -> b
     mean over kept rows, which blocks do not cut: it runs directly."""
     if name == "cross_entropy":
         return arrays[2] is not None or params[6] is not None
-    return name == "binary_cross_entropy" and arrays[2] is not None
+    return name == "binary_cross_entropy" and arrays[2] is not None and not _one_weight(arrays)
+
+
+def _one_weight(arrays: tuple[Any, ...]) -> bool:
+    """Whether binary_cross_entropy's pos_weight is one number for every
+    element (0-d or one entry), which each block takes whole."""
+    return arrays[2].size == 1 and arrays[2].ndim <= 1
 
 
 class _Plan:
@@ -351,7 +468,7 @@ class _Plan:
     def block(self, i: int) -> tuple[slice, list[Any]]:
         cut = slice(i * self.step, min((i + 1) * self.step, self.length))
         return cut, [
-            None if a is None else a[(slice(None),) * ax + (cut,)]
+            a if a is None or ax is None else a[(slice(None),) * ax + (cut,)]
             for a, ax in zip(self.arrays, self.axes)
         ]
 
@@ -406,13 +523,17 @@ def _plan(name: str, params: tuple[Any, ...], arrays: tuple[Any, ...]) -> _Plan 
             length, unit, view_shape = shape[b], size // max(shape[b], 1), loss_shape
     else:
         loss_shape = shape
-        views = [_view(a, (size,)) for a in arrays]
+        whole = [False] * len(arrays)  # arrays each block takes whole (a pos_weight of one entry)
+        if name == "binary_cross_entropy" and arrays[2] is not None:
+            whole[2] = True
+        views = [a if w else _view(a, (size,)) for a, w in zip(arrays, whole)]
         if all(v is not None for v in views):
             views = [None if v is _ABSENT else v for v in views]
             axes, length, unit, view_shape = [0] * len(arrays), size, 1, (size,)
         else:
             b = max(range(first.ndim), key=lambda i: shape[i])
             views, axes, length, unit, view_shape = list(arrays), [b] * len(arrays), shape[b], size // shape[b], shape
+        axes = [None if w else ax for ax, w in zip(axes, whole)]
         new_params = params
     # cache-sized blocks, and at least one per thread
     workers = threads() if size >= THREADED else 1
