@@ -960,6 +960,26 @@ def sigmoid_focal_plain(xp: Any, x: Any, t: Any, alpha: Any, gamma: float) -> An
     return loss * ((1.0 - alpha) + (2.0 * alpha - 1.0) * t)
 
 
+def sigmoid_focal_by_softplus(
+    xp: Any, x: Any, t: Any, alpha: Any, gamma: float, softplus: Any, sigmoid: Any
+) -> Any:
+    """:func:`sigmoid_focal_loss` by a library's exact ``softplus`` and
+    ``sigmoid`` kernels, without a select: ``BCE = t softplus(-x) + (1 - t)
+    softplus(x)`` and ``1 - p_t = t sigmoid(-x) + (1 - t) sigmoid(x)``, sums
+    of non-negative terms (to a few ulps of the formula).  NaN where the
+    formula's ``0 * inf = 0`` rule applies (an infinite logit with its
+    matching target), as :func:`sigmoid_focal_plain`."""
+    u = 1.0 - t
+    nx = -x
+    loss = t * softplus(nx) + u * softplus(x)
+    if gamma != 0:
+        m = at_least(xp, t * sigmoid(nx) + u * sigmoid(x), _tiny(xp, x.dtype))
+        loss = loss * (m if gamma == 1 else xp.pow(m, gamma))
+    if alpha is None:
+        return loss
+    return loss * ((1.0 - alpha) + (2.0 * alpha - 1.0) * t)
+
+
 def smooth_l1_plain(xp: Any, x: Any, y: Any, beta: float) -> Any:
     """:func:`smooth_l1_loss` select-free, as Huber's form over beta:
     ``(q / 2)(q / beta) + (|d| - q)`` with ``q = min(|d|, beta)``.  Below beta
