@@ -33,7 +33,7 @@ import torch.autograd.forward_ad as _forward_ad
 from .._formulas import (
     DOUBLE_LOG_COSH_LIMIT, FORMULAS, _cosine_pair_terms, cosine_by_norms, double_log_cosh,
     evaluate, exact_sums_floor, gaussian_nll_loss, js_div_loss, js_div_slopes, poly1_of_ce,
-    softmax_focal_of_ce, triplet_by_norms,
+    sigmoid_focal_by_softplus, softmax_focal_of_ce, triplet_by_norms,
 )
 
 _nn = torch._C._nn
@@ -424,6 +424,23 @@ def _js_div(params, reduction, dtype, weighted, x, t):
     return _reduce(js_div_loss(_XP, x, t, axis), reduction)
 
 
+def _softplus(x: Any) -> Any:
+    # threshold 40: beyond it log1p(e^x) is x to the last bit of a float64
+    return _nn.softplus(x, 1, 40)
+
+
+def _sigmoid_focal(params, reduction, dtype, weighted, x, t):
+    """``_formulas.sigmoid_focal_by_softplus`` on torch's kernels (no select:
+    a select costs torch several arithmetic passes), where it is finite (read
+    on the host: NaN marks an infinite logit with its matching target);
+    elsewhere the formula."""
+    if not _host(x):
+        return None
+    loss = sigmoid_focal_by_softplus(_XP, _to(x, dtype), _to(t, dtype), *params, _softplus, torch.sigmoid)
+    loss = _reduce(loss, reduction)
+    return loss if _stands(loss, zero_ok=True) else None
+
+
 def _formula(name: str) -> Any:
     """The loss ``name``'s formula from ``_formulas`` on torch's floating
     arrays in ``dtype``, reduced by :func:`_reduce` (no per-call dtype and
@@ -743,6 +760,7 @@ _FAST = {
     "mse_loss": _mse,
     "nll_loss": _nll,
     "poly1_cross_entropy": _poly1,
+    "sigmoid_focal_loss": _sigmoid_focal,
     "softmax_focal_loss": _softmax_focal,
     "smooth_l1_loss": _smooth_l1,
     "triplet_loss": _triplet,
