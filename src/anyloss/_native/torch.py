@@ -32,7 +32,7 @@ import torch.autograd.forward_ad as _forward_ad
 
 from .._formulas import (
     DOUBLE_LOG_COSH_LIMIT, FORMULAS, _cosine_pair_terms, cosine_by_norms, double_log_cosh,
-    evaluate, exact_sums_floor, gaussian_nll_loss, js_div_loss, js_div_slopes, poly1_of_ce,
+    evaluate, exact_sums_floor, gaussian_nll_loss, js_div_loss, js_div_select, js_div_slopes, poly1_of_ce,
     sigmoid_focal_by_softplus, softmax_focal_of_ce, triplet_by_norms,
 )
 
@@ -58,6 +58,8 @@ _XP.hypot = _hypot
 # (torch's sign of NaN is 0, array-api-compat's NaN by a masked write, which
 # torch.func.vmap cannot batch; the forms that use it carry NaN otherwise)
 _XP.sign = torch.sign
+# (array-api-compat's where first promotes its operands: ours share a dtype)
+_XP.where = torch.where
 _XP.linalg = types.SimpleNamespace(
     vector_norm=lambda x, axis=None, keepdims=False, ord=2: _linalg.linalg_vector_norm(x, ord, axis, keepdims),
     vecdot=lambda a, b, axis=-1: _linalg.linalg_vecdot(a, b, dim=axis),
@@ -392,13 +394,13 @@ def _kl_div(params, reduction, dtype, weighted, x, t):
 
 
 class _JSDiv(torch.autograd.Function):
-    """``_formulas.js_div_loss`` as one node whose derivatives are
-    ``_formulas.js_div_slopes``: the loss's value bit for bit, without the
-    graph of its forms and its reverse pass (twice the operations)."""
+    """``_formulas.js_div_select`` as one node whose derivatives are
+    ``_formulas.js_div_slopes``: without the graph of its forms and its
+    reverse pass (twice the operations)."""
 
     @staticmethod
     def forward(x, t, axis):
-        return js_div_loss(_XP, x, t, axis)
+        return js_div_select(_XP, x, t, axis)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -415,13 +417,15 @@ class _JSDiv(torch.autograd.Function):
 
 
 def _js_div(params, reduction, dtype, weighted, x, t):
-    """``_JSDiv`` where a gradient is taken, else (also under forward mode
-    and torch.func) the formula."""
+    """``_JSDiv`` where a gradient is taken, ``_formulas.js_div_select``
+    where none is, the formula under forward mode and torch.func."""
     (axis,) = params
     x, t = _to(x, dtype), _to(t, dtype)
-    if _differentiated(x, t) and not _kernel_off(x, t):
+    if _kernel_off(x, t):
+        return _reduce(js_div_loss(_XP, x, t, axis), reduction)
+    if _differentiated(x, t):
         return _reduce(_JSDiv.apply(x, t, axis), reduction)
-    return _reduce(js_div_loss(_XP, x, t, axis), reduction)
+    return _reduce(js_div_select(_XP, x, t, axis), reduction)
 
 
 def _softplus(x: Any) -> Any:
