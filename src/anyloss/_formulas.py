@@ -1039,6 +1039,16 @@ def cosine_by_norms(xp: Any, a: Any, b: Any, axis: int, floor: float) -> tuple[A
     return cosine, norm_a, norm_b
 
 
+def cosine_logits_by_norms(xp: Any, a: Any, b: Any, temperature: float) -> tuple[Any, Any, Any]:
+    """:func:`cosine_logits` from ``vector_norm`` (rows over their norms, no
+    scaling), and the two norms: it is ``cosine_logits`` where every norm
+    lies within the bounds of :func:`cosine_by_norms` (the caller checks)."""
+    norm_a = xp.linalg.vector_norm(a, axis=-1, keepdims=True)
+    norm_b = xp.linalg.vector_norm(b, axis=-1, keepdims=True)
+    logits = xp.matmul(a / norm_a, xp.matrix_transpose(b / norm_b)) * (1.0 / temperature)
+    return logits, norm_a, norm_b
+
+
 def triplet_by_norms(
     xp: Any, a: Any, pos: Any, neg: Any, axis: int, p: float, margin: float, eps: float
 ) -> tuple[Any, Any, Any]:
