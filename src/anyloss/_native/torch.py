@@ -31,7 +31,8 @@ import torch
 import torch.autograd.forward_ad as _forward_ad
 
 from .._formulas import (
-    DOUBLE_LOG_COSH_LIMIT, FORMULAS, _cosine_pair_terms, cosine_by_norms, double_log_cosh,
+    DOUBLE_LOG_COSH_LIMIT, FORMULAS, _cosine_pair_terms, cosine_by_norms, cosine_logits_by_norms,
+    double_log_cosh,
     evaluate, exact_sums_floor, gaussian_nll_loss, js_div_loss, js_div_select, js_div_slopes, poly1_of_ce,
     sigmoid_focal_by_softplus, softmax_focal_of_ce, triplet_by_norms,
 )
@@ -688,6 +689,26 @@ def _hinge_embedding(params, reduction, dtype, weighted, x, t):
     return torch.hinge_embedding_loss(_to(x, dtype), t, margin, _ENUM[reduction])
 
 
+def _info_nce(params, reduction, dtype, weighted, q, k):
+    """torch's cross entropy of ``_formulas.cosine_logits_by_norms`` against
+    each query's own key (and, ``symmetric``, each key's own query), where
+    every norm is exact and the rows stand (read on the host: a zero, huge or
+    tiny vector, or a confident match's tiny loss, which the kernel rounds to
+    0, runs the formula)."""
+    tau, symmetric = params
+    if not (_host(q) and _host(k)):
+        return None
+    q = _to(q, dtype)
+    logits, norm_q, norm_k = cosine_logits_by_norms(_XP, q, _to(k, dtype), tau)
+    if not _norms_exact(dtype, q.shape[-1], 0.0, norm_q, norm_k):
+        return None
+    own = torch.arange(logits.shape[0], device=logits.device)
+    loss = _nn.cross_entropy_loss(logits, own, None, 0, _NO_IGNORE, 0.0)
+    if symmetric:
+        loss = (loss + _nn.cross_entropy_loss(logits.T, own, None, 0, _NO_IGNORE, 0.0)) * _constant(0.5, loss)
+    return _reduce(loss, reduction) if _stands(loss) else None
+
+
 def _cosine_embedding(params, reduction, dtype, weighted, a, b, t):
     """``_formulas.cosine_by_norms`` in the formula's terms for the targets,
     where every norm is exact (read on the host, as ``_cosine``).
@@ -755,6 +776,7 @@ _FAST = {
     "cross_entropy": _cross_entropy,
     "gaussian_nll_loss": _gaussian_nll,
     "hinge_loss": _formula("hinge_loss"),
+    "info_nce_loss": _info_nce,
     "huber_loss": _huber,
     "js_div_loss": _js_div,
     "kl_div_loss": _kl_div,
