@@ -594,23 +594,31 @@ def _host_values(xp: Any, x: Any, sample: Any, exclude: Any) -> tuple[Any, Any]:
     return xp, x
 
 
+def _torch_sample(x: Any, sample: Any) -> Any:
+    """A torch tensor's values to read (see :func:`_host_values`, without an exclusion)."""
+    limit = SAMPLE if sample is True else int(sample)
+    if x.requires_grad:
+        x = x.detach()
+    return x.reshape(-1)[:limit] if limit and x.numel() > limit else x
+
+
 def smallest(xp: Any, x: Any, sample: Any = False) -> float:
     """The smallest element of a host array (see :func:`value_range`), one pass."""
+    if type(x) is _TORCH_TENSOR:
+        return _torch_sample(x, sample).min().item()
     xp, x = _host_values(xp, x, sample, None)
     if type(x) is np.ndarray:
         return float(np.minimum.reduce(x, axis=None))
-    if type(x) is _TORCH_TENSOR:
-        return x.min().item()
     return float(xp.min(x))
 
 
 def largest(xp: Any, x: Any, sample: Any = False) -> float:
     """The largest element of a host array (see :func:`value_range`), one pass."""
+    if type(x) is _TORCH_TENSOR:
+        return _torch_sample(x, sample).max().item()
     xp, x = _host_values(xp, x, sample, None)
     if type(x) is np.ndarray:
         return float(np.maximum.reduce(x, axis=None))
-    if type(x) is _TORCH_TENSOR:
-        return x.max().item()
     return float(xp.max(x))
 
 
@@ -620,6 +628,9 @@ def value_range(
     """The smallest and largest element of a host array, as Python numbers;
     with ``sample``, of its first :data:`SAMPLE` elements; elements equal to
     ``exclude`` count as 0.  One pass: ``aminmax`` on PyTorch."""
+    if type(x) is _TORCH_TENSOR and exclude is None and x.dtype is not _TORCH_BOOL:
+        lo, hi = _torch_sample(x, sample).aminmax()
+        return lo.item(), hi.item()
     xp, x = _host_values(xp, x, sample, exclude)
     if type(x) is np.ndarray:
         return float(np.minimum.reduce(x, axis=None)), float(np.maximum.reduce(x, axis=None))
