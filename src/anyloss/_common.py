@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 import sys
+import weakref
 from typing import Any, Literal
 
 import array_api_compat as _compat
@@ -48,6 +49,8 @@ def _namespace_of(func: str, name: str, x: Any) -> Any:
             f"array-api-strict), got {type(x).__name__}{hint}"
         )
     xp = _compat.array_namespace(x)
+    if library_of(xp) == "torch":
+        _bind_torch()
     _NAMESPACES[kind] = xp
     return xp
 
@@ -184,8 +187,7 @@ def is_concrete_host(xp: Any, *arrays: Any) -> bool:
 def _torch_compiling() -> bool:
     """Whether ``torch.compile`` is tracing (its tracer cannot hash dtypes, so
     the dtype caches below are bypassed then)."""
-    torch = sys.modules.get("torch")
-    return torch is not None and torch.compiler.is_compiling()
+    return _torch_compiling_now()  # False until a torch tensor is seen
 
 
 # (namespace, dtypes) -> (output dtype, compute dtype)
@@ -268,8 +270,19 @@ def isdtype(xp: Any, dtype: Any, kind: Any) -> bool:
     return result
 
 
+def is_real_floating(xp: Any, x: Any) -> bool:
+    """Whether the array ``x`` has a real floating dtype (on torch by the
+    tensor's own predicate: ``isdtype`` costs most of a microsecond)."""
+    if type(x) is _TORCH_TENSOR:
+        return x.is_floating_point()
+    return isdtype(xp, x.dtype, "real floating")
+
+
 def check_integer(xp: Any, func: str, name: str, x: Any) -> None:
     """Class indices must be integers."""
+    if type(x) is _TORCH_TENSOR:
+        if not (x.is_floating_point() or x.is_complex() or x.dtype is _TORCH_BOOL):
+            return
     if not isdtype(xp, x.dtype, "integral"):
         raise TypeError(
             f"{func}: {name} holds class indices and must have an integer dtype, got {x.dtype}"
@@ -502,7 +515,64 @@ def check_weights(func: str, weights: Any, loss_shape: tuple[int, ...]) -> None:
 
 def values_known(xp: Any, x: Any) -> bool:
     """Whether checks on the values of ``x`` may run (see :func:`is_concrete_host`)."""
+    if type(x) is _TORCH_TENSOR:  # a check per call: torch's own predicates, bound once
+        return not _torch_compiling_now() and x.is_cpu and not _torch_wrapped(x) and x.numel() > 0
     return is_concrete_host(xp, x) and math.prod(shape_of(x)) > 0
+
+
+def _unbound(x: Any) -> bool:
+    return False
+
+
+# torch.Tensor and torch's predicates, bound when torch is first seen
+# (:func:`_bind_torch`); a type no array has until then.
+_TORCH_TENSOR: Any = type("_NoTorch", (), {})
+_torch_wrapped: Any = _unbound
+_torch_compiling_now: Any = _unbound
+_TORCH_BOOL: Any = None
+
+
+def _bind_torch() -> None:
+    global _TORCH_TENSOR, _TORCH_BOOL, _torch_wrapped, _torch_compiling_now
+    import torch
+
+    _TORCH_BOOL = torch.bool
+    _torch_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+    _torch_compiling_now = torch.compiler.is_compiling
+    _TORCH_TENSOR = torch.Tensor
+
+
+# id -> (weak reference, version, data pointer) of the torch tensors whose
+# values passed a check that reads them all (class weights >= 0)
+_CHECKED: dict[int, tuple[Any, int, int]] = {}
+
+
+def checked_before(x: Any) -> bool:
+    """Whether the torch tensor ``x`` passed :func:`remember_checked`'s check
+    and is unchanged since (same object, storage and version counter: an
+    in-place write bumps it), so that a check reading every value (class
+    weights, the same tensor each step) runs once.  Writes through
+    ``.data`` or a NumPy view bump no version and go unseen."""
+    entry = _CHECKED.get(id(x))
+    if entry is None or entry[0]() is not x:
+        return False
+    try:
+        return entry[1] == x._version and entry[2] == x.data_ptr()
+    except RuntimeError:  # an inference tensor has no version counter
+        return False
+
+
+def remember_checked(x: Any) -> None:
+    """Note that the torch tensor ``x`` passed its check (see :func:`checked_before`)."""
+    if type(x) is not _TORCH_TENSOR:
+        return
+    try:
+        version = x._version
+    except RuntimeError:
+        return
+    if len(_CHECKED) > 256:
+        _CHECKED.clear()
+    _CHECKED[id(x)] = (weakref.ref(x), version, x.data_ptr())
 
 
 def _readable(xp: Any, x: Any) -> tuple[Any, Any]:
@@ -545,8 +615,18 @@ def _host_values(xp: Any, x: Any, sample: Any, exclude: Any) -> tuple[Any, Any]:
     return xp, x
 
 
+def _torch_sample(x: Any, sample: Any) -> Any:
+    """A torch tensor's values to read (see :func:`_host_values`, without an exclusion)."""
+    limit = SAMPLE if sample is True else int(sample)
+    if x.requires_grad:
+        x = x.detach()
+    return x.reshape(-1)[:limit] if limit and x.numel() > limit else x
+
+
 def smallest(xp: Any, x: Any, sample: Any = False) -> float:
     """The smallest element of a host array (see :func:`value_range`), one pass."""
+    if type(x) is _TORCH_TENSOR:
+        return _torch_sample(x, sample).min().item()
     xp, x = _host_values(xp, x, sample, None)
     if type(x) is np.ndarray:
         return float(np.minimum.reduce(x, axis=None))
@@ -555,11 +635,11 @@ def smallest(xp: Any, x: Any, sample: Any = False) -> float:
 
 def largest(xp: Any, x: Any, sample: Any = False) -> float:
     """The largest element of a host array (see :func:`value_range`), one pass."""
+    if type(x) is _TORCH_TENSOR:
+        return _torch_sample(x, sample).max().item()
     xp, x = _host_values(xp, x, sample, None)
     if type(x) is np.ndarray:
         return float(np.maximum.reduce(x, axis=None))
-    if library_of(xp) == "torch":
-        return x.max().item()
     return float(xp.max(x))
 
 
@@ -569,6 +649,9 @@ def value_range(
     """The smallest and largest element of a host array, as Python numbers;
     with ``sample``, of its first :data:`SAMPLE` elements; elements equal to
     ``exclude`` count as 0.  One pass: ``aminmax`` on PyTorch."""
+    if type(x) is _TORCH_TENSOR and exclude is None and x.dtype is not _TORCH_BOOL:
+        lo, hi = _torch_sample(x, sample).aminmax()
+        return lo.item(), hi.item()
     xp, x = _host_values(xp, x, sample, exclude)
     if type(x) is np.ndarray:
         return float(np.minimum.reduce(x, axis=None)), float(np.maximum.reduce(x, axis=None))

@@ -711,27 +711,44 @@ def js_div_loss(xp: Any, x: Any, t: Any, axis: int) -> Any:
     return 0.5 * xp.sum((xp.exp(x) + xp.exp(t)) * k, axis=axis)
 
 
-# Beyond this log-ratio d = log q - log p, log(2 / (1 + e^d)) is log 2 - d to
-# the last bit (log1p(e^{-40}) is below an ulp of 40 in every dtype).
-JS_LINEAR = 40.0
-
-
-def js_log_ratio(xp: Any, d: Any) -> Any:
-    """``log(2 / (1 + e^d))``, for ``d = log q - log p`` the log-ratio
-    ``log(p / m)`` of ``p`` to the mixture ``m = (p + q) / 2``, to a relative
-    ulp: ``-log1p(expm1(d) / 2)``, beyond ``d = 40`` continued as ``log 2 - d``
-    (no overflow; ``log 2`` for ``d = -inf``)."""
-    return -xp.log1p(0.5 * xp.expm1(at_most(xp, d, JS_LINEAR))) - at_least(xp, d - JS_LINEAR, 0.0)
+def js_div_select(xp: Any, x: Any, t: Any, axis: int) -> Any:
+    """The value of :func:`js_div_loss` (no gradient is taken through this
+    form) with a select between the two forms of ``k(a)``, the near one as
+    ``h tau + log1p(-tau^2) / 2`` with ``tau = tanh(h)``, ``h = a / 2``
+    (``log cosh h = -log1p(-tau^2) / 2``; ``1 - tau^2 >= 0.42`` below the
+    switch); the far one needs no clamp (``a`` is finite).  Eight primitives
+    fewer than the formula (a select costs PyTorch less than the 0/1
+    weight's four passes), within a few ulps of it."""
+    lowest = -float(xp.finfo(x.dtype).max)
+    a = xp.abs(at_least(xp, t, lowest) - at_least(xp, x, lowest))
+    h = 0.5 * at_most(xp, a, JS_SWITCH)
+    tau = xp.tanh(h)
+    k_near = h * tau + 0.5 * xp.log1p(-(tau * tau))
+    v = xp.exp(-a)
+    k_far = (LOG2 - xp.log1p(v)) - a * v / (1.0 + v)
+    k = xp.where(a < JS_SWITCH, k_near, k_far)
+    return 0.5 * xp.sum((xp.exp(x) + xp.exp(t)) * k, axis=axis)
 
 
 def js_div_slopes(xp: Any, x: Any, t: Any) -> tuple[Any, Any]:
     """The derivatives of :func:`js_div_loss` in each ``x`` and ``t``:
     ``(1/2) p log(p / m)`` and ``(1/2) q log(q / m)`` (the terms through
     ``m`` cancel), each to about an ulp of itself, and 0 at a class absent
-    (``-inf``) from the distribution."""
+    (``-inf``) from the distribution.
+
+    With ``d = log q - log p`` and ``a = |d|``, ``log(p / m) = log(2 / (1 +
+    e^d))`` is ``r = -log1p(expm1(-a) / 2)`` (in ``[0, log 2]``, to a
+    relative ulp) where ``d <= 0``, and ``r - a`` where ``d > 0`` (the two
+    log-ratios differ by ``d``); ``log(q / m)`` the other way round: one
+    ``expm1``, no overflow."""
     lowest = -float(xp.finfo(x.dtype).max)
     d = at_least(xp, t, lowest) - at_least(xp, x, lowest)
-    return 0.5 * xp.exp(x) * js_log_ratio(xp, d), 0.5 * xp.exp(t) * js_log_ratio(xp, -d)
+    a = xp.abs(d)
+    r = -xp.log1p(0.5 * xp.expm1(-a))
+    below = r - a
+    q_more = d > 0
+    return (0.5 * xp.exp(x) * xp.where(q_more, below, r),
+            0.5 * xp.exp(t) * xp.where(q_more, r, below))
 
 
 # ---------------------------------------------------------------------- sequence
@@ -1058,6 +1075,26 @@ def hinge_embedding_plain(xp: Any, x: Any, y: Any, margin: float) -> Any:
     return hinge + astype(xp, y != -1, x.dtype) * x
 
 
+def sigmoid_focal_by_softplus(
+    xp: Any, x: Any, t: Any, alpha: Any, gamma: float, softplus: Any, sigmoid: Any
+) -> Any:
+    """:func:`sigmoid_focal_loss` by a library's exact ``softplus`` and
+    ``sigmoid`` kernels, without a select: ``BCE = t softplus(-x) + (1 - t)
+    softplus(x)`` and ``1 - p_t = t sigmoid(-x) + (1 - t) sigmoid(x)``, sums
+    of non-negative terms (to a few ulps of the formula).  NaN where the
+    formula's ``0 * inf = 0`` rule applies (an infinite logit with its
+    matching target), as :func:`sigmoid_focal_plain`."""
+    u = 1.0 - t
+    nx = -x
+    loss = t * softplus(nx) + u * softplus(x)
+    if gamma != 0:
+        m = at_least(xp, t * sigmoid(nx) + u * sigmoid(x), _tiny(xp, x.dtype))
+        loss = loss * (m if gamma == 1 else xp.pow(m, gamma))
+    if alpha is None:
+        return loss
+    return loss * ((1.0 - alpha) + (2.0 * alpha - 1.0) * t)
+
+
 def smooth_l1_plain(xp: Any, x: Any, y: Any, beta: float) -> Any:
     """:func:`smooth_l1_loss` select-free, as Huber's form over beta:
     ``(q / 2)(q / beta) + (|d| - q)`` with ``q = min(|d|, beta)``.  Below beta
@@ -1098,6 +1135,16 @@ def cosine_by_norms(xp: Any, a: Any, b: Any, axis: int, floor: float) -> tuple[A
     norm_b = xp.linalg.vector_norm(b, axis=axis)
     cosine = xp.linalg.vecdot(a, b, axis=axis) / at_least(xp, norm_a * norm_b, floor)
     return cosine, norm_a, norm_b
+
+
+def cosine_logits_by_norms(xp: Any, a: Any, b: Any, temperature: float) -> tuple[Any, Any, Any]:
+    """:func:`cosine_logits` from ``vector_norm`` (rows over their norms, no
+    scaling), and the two norms: it is ``cosine_logits`` where every norm
+    lies within the bounds of :func:`cosine_by_norms` (the caller checks)."""
+    norm_a = xp.linalg.vector_norm(a, axis=-1, keepdims=True)
+    norm_b = xp.linalg.vector_norm(b, axis=-1, keepdims=True)
+    logits = xp.matmul(a / norm_a, xp.matrix_transpose(b / norm_b)) * (1.0 / temperature)
+    return logits, norm_a, norm_b
 
 
 def triplet_by_norms(

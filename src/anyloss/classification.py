@@ -14,14 +14,17 @@ from ._common import (
     check_reduction,
     check_same_shape,
     check_weights,
+    checked_before,
     drop_axis,
     epsilon,
     float_dtypes,
     isdtype,
+    is_real_floating,
     largest,
     namespace,
     normalize_axis,
     prepare,
+    remember_checked,
     shape_of,
     smallest,
     value_range,
@@ -63,11 +66,13 @@ def _check_training_options(
                 f"{func}: class_weights has shape {shape_of(class_weights)}, but the class axis "
                 f"has {num_classes} entries; expected one weight per class, shape ({num_classes},)"
             )
-        if values_known(xp, class_weights) and smallest(xp, class_weights) < 0:
-            raise ValueError(
-                f"{func}: class_weights must be >= 0, but its smallest value is "
-                f"{smallest(xp, class_weights):g}"
-            )
+        if values_known(xp, class_weights) and not checked_before(class_weights):
+            if smallest(xp, class_weights) < 0:
+                raise ValueError(
+                    f"{func}: class_weights must be >= 0, but its smallest value is "
+                    f"{smallest(xp, class_weights):g}"
+                )
+            remember_checked(class_weights)
     if ignore_index is not None:
         if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
             raise TypeError(
@@ -89,10 +94,17 @@ def _check_z_and_softcap(func: str, z_loss: Any, logit_softcap: Any) -> tuple[fl
     return z, check_real(func, "logit_softcap", logit_softcap, low=0.0, low_inclusive=False)
 
 
+def _of_log_softmax(x: Array) -> bool:
+    """Whether ``x`` is the output of torch's log_softmax (its autograd
+    node says so; an in-place change replaces the node)."""
+    node = getattr(x, "grad_fn", None)
+    return node is not None and type(node).__name__ == "LogSoftmaxBackward0"
+
+
 def _check_log_probabilities(xp: Any, func: str, name: str, x: Array, fix: str) -> None:
     """Log-probabilities are at most 0 (up to rounding); positive values mean
     probabilities or logits were passed.  Read where the values are on the host."""
-    if values_known(xp, x) and isdtype(xp, x.dtype, "real floating"):
+    if values_known(xp, x) and is_real_floating(xp, x) and not _of_log_softmax(x):
         # The first 1024 values show probabilities or logits passed by
         # mistake as surely as all of them, at the cost of nll_loss itself.
         hi = largest(xp, x, sample=1024)

@@ -31,9 +31,10 @@ import torch
 import torch.autograd.forward_ad as _forward_ad
 
 from .._formulas import (
-    DOUBLE_LOG_COSH_LIMIT, FORMULAS, _cosine_pair_terms, cosine_by_norms, double_log_cosh,
-    evaluate, exact_sums_floor, gaussian_nll_loss, js_div_loss, js_div_slopes, poly1_of_ce,
-    softmax_focal_of_ce, triplet_by_norms,
+    DOUBLE_LOG_COSH_LIMIT, FORMULAS, _cosine_pair_terms, cosine_by_norms, cosine_logits_by_norms,
+    double_log_cosh,
+    evaluate, exact_sums_floor, gaussian_nll_loss, js_div_loss, js_div_select, js_div_slopes, poly1_of_ce,
+    sigmoid_focal_by_softplus, softmax_focal_of_ce, triplet_by_norms,
 )
 
 _nn = torch._C._nn
@@ -58,6 +59,8 @@ _XP.hypot = _hypot
 # (torch's sign of NaN is 0, array-api-compat's NaN by a masked write, which
 # torch.func.vmap cannot batch; the forms that use it carry NaN otherwise)
 _XP.sign = torch.sign
+# (array-api-compat's where first promotes its operands: ours share a dtype)
+_XP.where = torch.where
 _XP.linalg = types.SimpleNamespace(
     vector_norm=lambda x, axis=None, keepdims=False, ord=2: _linalg.linalg_vector_norm(x, ord, axis, keepdims),
     vecdot=lambda a, b, axis=-1: _linalg.linalg_vecdot(a, b, dim=axis),
@@ -392,13 +395,13 @@ def _kl_div(params, reduction, dtype, weighted, x, t):
 
 
 class _JSDiv(torch.autograd.Function):
-    """``_formulas.js_div_loss`` as one node whose derivatives are
-    ``_formulas.js_div_slopes``: the loss's value bit for bit, without the
-    graph of its forms and its reverse pass (twice the operations)."""
+    """``_formulas.js_div_select`` as one node whose derivatives are
+    ``_formulas.js_div_slopes``: without the graph of its forms and its
+    reverse pass (twice the operations)."""
 
     @staticmethod
     def forward(x, t, axis):
-        return js_div_loss(_XP, x, t, axis)
+        return js_div_select(_XP, x, t, axis)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -415,13 +418,32 @@ class _JSDiv(torch.autograd.Function):
 
 
 def _js_div(params, reduction, dtype, weighted, x, t):
-    """``_JSDiv`` where a gradient is taken, else (also under forward mode
-    and torch.func) the formula."""
+    """``_JSDiv`` where a gradient is taken, ``_formulas.js_div_select``
+    where none is, the formula under forward mode and torch.func."""
     (axis,) = params
     x, t = _to(x, dtype), _to(t, dtype)
-    if _differentiated(x, t) and not _kernel_off(x, t):
+    if _kernel_off(x, t):
+        return _reduce(js_div_loss(_XP, x, t, axis), reduction)
+    if _differentiated(x, t):
         return _reduce(_JSDiv.apply(x, t, axis), reduction)
-    return _reduce(js_div_loss(_XP, x, t, axis), reduction)
+    return _reduce(js_div_select(_XP, x, t, axis), reduction)
+
+
+def _softplus(x: Any) -> Any:
+    # threshold 40: beyond it log1p(e^x) is x to the last bit of a float64
+    return _nn.softplus(x, 1, 40)
+
+
+def _sigmoid_focal(params, reduction, dtype, weighted, x, t):
+    """``_formulas.sigmoid_focal_by_softplus`` on torch's kernels (no select:
+    a select costs torch several arithmetic passes), where it is finite (read
+    on the host: NaN marks an infinite logit with its matching target);
+    elsewhere the formula."""
+    if not _host(x):
+        return None
+    loss = sigmoid_focal_by_softplus(_XP, _to(x, dtype), _to(t, dtype), *params, _softplus, torch.sigmoid)
+    loss = _reduce(loss, reduction)
+    return loss if _stands(loss, zero_ok=True) else None
 
 
 def _formula(name: str) -> Any:
@@ -667,6 +689,26 @@ def _hinge_embedding(params, reduction, dtype, weighted, x, t):
     return torch.hinge_embedding_loss(_to(x, dtype), t, margin, _ENUM[reduction])
 
 
+def _info_nce(params, reduction, dtype, weighted, q, k):
+    """torch's cross entropy of ``_formulas.cosine_logits_by_norms`` against
+    each query's own key (and, ``symmetric``, each key's own query), where
+    every norm is exact and the rows stand (read on the host: a zero, huge or
+    tiny vector, or a confident match's tiny loss, which the kernel rounds to
+    0, runs the formula)."""
+    tau, symmetric = params
+    if not (_host(q) and _host(k)):
+        return None
+    q = _to(q, dtype)
+    logits, norm_q, norm_k = cosine_logits_by_norms(_XP, q, _to(k, dtype), tau)
+    if not _norms_exact(dtype, q.shape[-1], 0.0, norm_q, norm_k):
+        return None
+    own = torch.arange(logits.shape[0], device=logits.device)
+    loss = _nn.cross_entropy_loss(logits, own, None, 0, _NO_IGNORE, 0.0)
+    if symmetric:
+        loss = (loss + _nn.cross_entropy_loss(logits.T, own, None, 0, _NO_IGNORE, 0.0)) * _constant(0.5, loss)
+    return _reduce(loss, reduction) if _stands(loss) else None
+
+
 def _cosine_embedding(params, reduction, dtype, weighted, a, b, t):
     """``_formulas.cosine_by_norms`` in the formula's terms for the targets,
     where every norm is exact (read on the host, as ``_cosine``).
@@ -734,6 +776,7 @@ _FAST = {
     "cross_entropy": _cross_entropy,
     "gaussian_nll_loss": _gaussian_nll,
     "hinge_loss": _formula("hinge_loss"),
+    "info_nce_loss": _info_nce,
     "huber_loss": _huber,
     "js_div_loss": _js_div,
     "kl_div_loss": _kl_div,
@@ -743,6 +786,7 @@ _FAST = {
     "mse_loss": _mse,
     "nll_loss": _nll,
     "poly1_cross_entropy": _poly1,
+    "sigmoid_focal_loss": _sigmoid_focal,
     "softmax_focal_loss": _softmax_focal,
     "smooth_l1_loss": _smooth_l1,
     "triplet_loss": _triplet,
