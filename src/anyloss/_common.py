@@ -520,7 +520,7 @@ def values_known(xp: Any, x: Any) -> bool:
     return is_concrete_host(xp, x) and math.prod(shape_of(x)) > 0
 
 
-def _unbound(x: Any) -> bool:
+def _unbound(*args: Any) -> bool:
     return False
 
 
