@@ -9,6 +9,8 @@ and weight).  Usage::
 
     PYTHONPATH=src python benchmarks/linear_ce.py [torch jax mlx]   # every configuration
     PYTHONPATH=src python benchmarks/linear_ce.py torch fused 2048   # one, as a child
+    PYTHONPATH=src python benchmarks/linear_ce.py torch pytorch 2048 # torch's own chunked
+                                                                     # F.linear_cross_entropy
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ def _step(library: str, method: str, n: int):
             x.grad = w.grad = None
             if method == "fused":
                 loss = anyloss.linear_cross_entropy(x, w, t)
+            elif method == "pytorch":
+                loss = F.linear_cross_entropy(x, w, t, options=torch.nn.LinearCrossEntropyOptions())
             else:
                 loss = F.cross_entropy(x @ w.T, t)
             loss.backward()
@@ -140,5 +144,7 @@ def main(libraries: tuple[str, ...] = LIBRARIES) -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 4:
         child(sys.argv[1], sys.argv[2], int(sys.argv[3]))
-    else:
+    elif set(sys.argv[1:]) <= set(LIBRARIES):
         main(tuple(sys.argv[1:]) or LIBRARIES)
+    else:
+        sys.exit(__doc__)
