@@ -3,6 +3,7 @@
 Build with ``python -m sphinx -W --keep-going -b html docs docs/_build/html``.
 The plot on each loss's page is drawn at build time by ``_ext/lossplots.py``:
 the curves are computed by anyloss and the gradients by ``jax.grad``.
+``_ext/memoryplot.py`` draws linear_cross_entropy's memory plot from the table on its page.
 """
 
 from __future__ import annotations
