@@ -406,7 +406,11 @@ def gather(xp: Any, x: Any, indices: Any, axis: int, guard: bool = False) -> Any
     if guard:
         valid = (indices >= 0) & (indices < n)
         indices = xp.where(valid, indices, xp.zeros_like(indices))
-    if is_namespace(xp, "torch"):
+    if type(x) is np.ndarray and x.ndim == 2 and type(indices) is np.ndarray and indices.dtype.kind in "iu":
+        # one fancy index: take_along_axis builds the same index in several steps
+        rows = np.arange(x.shape[1 - axis % 2])
+        picked = x[rows, indices] if axis % 2 else x[indices, rows]
+    elif is_namespace(xp, "torch"):
         # torch.gather: take_along_dim would fix the batch size under torch.compile
         picked = x.gather(axis, indices.long().unsqueeze(axis)).squeeze(axis)
     elif hasattr(xp, "take_along_axis"):
@@ -623,10 +627,18 @@ def _torch_sample(x: Any, sample: Any) -> Any:
     return x.reshape(-1)[:limit] if limit and x.numel() > limit else x
 
 
+def _numpy_sample(x: Any, sample: Any) -> Any:
+    """A NumPy array's values to read (see :func:`_host_values`, without an exclusion)."""
+    limit = SAMPLE if sample is True else int(sample)
+    return x.reshape(-1)[:limit] if limit and x.size > limit else x
+
+
 def smallest(xp: Any, x: Any, sample: Any = False) -> float:
     """The smallest element of a host array (see :func:`value_range`), one pass."""
     if type(x) is _TORCH_TENSOR:
         return _torch_sample(x, sample).min().item()
+    if type(x) is np.ndarray:
+        return float(np.minimum.reduce(_numpy_sample(x, sample), axis=None))
     xp, x = _host_values(xp, x, sample, None)
     if type(x) is np.ndarray:
         return float(np.minimum.reduce(x, axis=None))
@@ -637,6 +649,8 @@ def largest(xp: Any, x: Any, sample: Any = False) -> float:
     """The largest element of a host array (see :func:`value_range`), one pass."""
     if type(x) is _TORCH_TENSOR:
         return _torch_sample(x, sample).max().item()
+    if type(x) is np.ndarray:
+        return float(np.maximum.reduce(_numpy_sample(x, sample), axis=None))
     xp, x = _host_values(xp, x, sample, None)
     if type(x) is np.ndarray:
         return float(np.maximum.reduce(x, axis=None))
@@ -652,6 +666,9 @@ def value_range(
     if type(x) is _TORCH_TENSOR and exclude is None and x.dtype is not _TORCH_BOOL:
         lo, hi = _torch_sample(x, sample).aminmax()
         return lo.item(), hi.item()
+    if type(x) is np.ndarray and exclude is None:
+        x = _numpy_sample(x, sample)
+        return float(np.minimum.reduce(x, axis=None)), float(np.maximum.reduce(x, axis=None))
     xp, x = _host_values(xp, x, sample, exclude)
     if type(x) is np.ndarray:
         return float(np.minimum.reduce(x, axis=None)), float(np.maximum.reduce(x, axis=None))
