@@ -432,6 +432,8 @@ def gather(xp: Any, x: Any, indices: Any, axis: int, guard: bool = False) -> Any
 
 def take(xp: Any, values: Any, indices: Any) -> Any:
     """``values[indices]`` for a 1-d ``values`` and integer ``indices`` of any shape."""
+    if type(values) is np.ndarray and type(indices) is np.ndarray:
+        return values[indices]
     if is_namespace(xp, "torch"):
         return values[indices.long()]
     flat = xp.take(values, xp.reshape(indices, (-1,)), axis=0)
