@@ -113,13 +113,13 @@ def _asarray(obj, /, *, dtype=None, device=None, copy=None):
 
 
 def _ones_like(x, /, *, dtype=None, device=None):
-    if device is not None or type(x) is not np.ndarray:
+    if device is not None or not (type(x) is np.ndarray or isinstance(x, np.generic)):
         return compat_np.ones_like(x, dtype=dtype, device=device)
     return np.ones(x.shape, x.dtype if dtype is None else dtype)
 
 
 def _zeros_like(x, /, *, dtype=None, device=None):
-    if device is not None or type(x) is not np.ndarray:
+    if device is not None or not (type(x) is np.ndarray or isinstance(x, np.generic)):
         return compat_np.zeros_like(x, dtype=dtype, device=device)
     return np.zeros(x.shape, x.dtype if dtype is None else dtype)
 
