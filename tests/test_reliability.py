@@ -715,3 +715,186 @@ def test_matrix_torch_compile_against_mlx(dynamic):
             np.testing.assert_allclose(tensors[case][0].grad.numpy(), np.array(grad), rtol=2e-4, atol=2e-5,
                                        err_msg=case)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+
+
+# ------------------------------------------------------------ the matrix, beyond MLX
+# The losses MLX lacks, on the same transforms, against a float64 oracle written
+# in PyTorch from the peer each loss names (F.* or the peer's formula) and taken
+# through the same transform by torch.func; non-finite entries and half
+# precision against it too.
+
+
+def _beyond_inputs():
+    rng = np.random.default_rng(21)
+    f = lambda *s: rng.standard_normal(s).astype(np.float32)
+    x, y = f(4, 5), f(4, 5)
+    lsm = lambda a: a - np.log(np.exp(a).sum(-1, keepdims=True))
+    sign = np.where(f(4, 5) > 0, 1, -1).astype(np.float32)
+    idx = np.array([0, 3, 1, 4], np.int32)
+    return {
+        "hinge_embedding_loss": ((x, sign), {}),
+        "poisson_nll_loss": ((x, np.round(np.abs(2 * y))), {}),
+        "mape_loss": ((x, y), {"reduction": "none"}),
+        "msle_loss": ((np.abs(x) + 0.1, np.abs(y) + 0.1), {"reduction": "none"}),
+        "js_div_loss": ((lsm(x), lsm(y)), {}),
+        "cosine_embedding_loss": ((x, y, sign[:, 0]), {}),
+        "info_nce_loss": ((x, y), {}),
+        "soft_margin_loss": ((x, sign), {}),
+        "squared_hinge_loss": ((x, sign), {}),
+        "multilabel_soft_margin_loss": ((x, (y > 0).astype(np.float32)), {}),
+        "multi_margin_loss": ((x, idx), {}),
+        "sigmoid_focal_loss": ((x, (y > 0).astype(np.float32)), {}),
+        "softmax_focal_loss": ((x, idx), {}),
+        "poly1_cross_entropy": ((x, idx), {}),
+    }
+
+
+def _beyond_oracle(case):
+    """The peer's formula in PyTorch, one loss per example (as ``'none'``)."""
+    import torch
+    import torch.nn.functional as F
+
+    def focal_terms(x, t):  # torchvision's sigmoid_focal_loss, alpha 0.25, gamma 2
+        p = torch.sigmoid(x)
+        ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+        p_t = p * t + (1 - p) * (1 - t)
+        return (0.25 * t + 0.75 * (1 - t)) * ce * (1 - p_t) ** 2
+
+    def log_p_target(x, i):
+        return torch.gather(torch.log_softmax(x, -1), -1, i.long().unsqueeze(-1)).squeeze(-1)
+
+    def js(x, t):
+        m = torch.logaddexp(x, t) - math.log(2.0)
+        return 0.5 * (torch.exp(x) * (x - m) + torch.exp(t) * (t - m)).sum(-1)
+
+    def info_nce(q, k):
+        s = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).T / 0.07
+        return F.cross_entropy(s, torch.arange(len(q)), reduction="none")
+
+    return {
+        "hinge_embedding_loss": lambda x, y: F.hinge_embedding_loss(x, y, reduction="none"),
+        "poisson_nll_loss": lambda x, t: F.poisson_nll_loss(x, t, reduction="none"),
+        "mape_loss": lambda p, t: 100 * (t - p).abs() / t.abs().clamp(min=1e-7),
+        "msle_loss": lambda p, t: (torch.log1p(p.clamp(min=1e-7)) - torch.log1p(t.clamp(min=1e-7))) ** 2,
+        "js_div_loss": js,
+        "cosine_embedding_loss": lambda a, b, y: F.cosine_embedding_loss(a, b, y, reduction="none"),
+        "info_nce_loss": info_nce,
+        # F.soft_margin_loss and F.multi_margin_loss have no forward-mode derivative,
+        # and torch's multi-margin kernel drops a NaN term (NaN > 0 is false):
+        # their formulas, as PyTorch documents them
+        "soft_margin_loss": lambda x, y: torch.log1p(torch.exp(-y * x)),
+        "squared_hinge_loss": lambda x, y: F.relu(1 - y * x) ** 2,
+        "multilabel_soft_margin_loss": lambda x, t: F.multilabel_soft_margin_loss(x, t, reduction="none"),
+        "multi_margin_loss": lambda x, i: (
+            (F.relu(1 - torch.gather(x, -1, i.long().unsqueeze(-1)) + x)
+             * (torch.arange(x.shape[-1]) != i.long().unsqueeze(-1))).sum(-1) / x.shape[-1]),
+        "sigmoid_focal_loss": focal_terms,
+        "softmax_focal_loss": lambda x, i: -(1 - torch.exp(log_p_target(x, i))) ** 2 * log_p_target(x, i),
+        "poly1_cross_entropy": lambda x, i: -log_p_target(x, i) + 2.0 * (1 - torch.exp(log_p_target(x, i))),
+    }[case]
+
+
+BEYOND_LOSSES = list(_beyond_inputs())
+# vmap over the batch axis leaves info_nce_loss one query and its key, no negative
+_BATCH_COUPLED = {"info_nce_loss"}
+
+
+def _beyond_rows():
+    for lib, transforms in _LIB_TRANSFORMS.items():
+        for case in BEYOND_LOSSES:
+            for t in transforms:
+                if not (t == "vmap" and case in _BATCH_COUPLED):
+                    yield pytest.param(lib, case, t, id=f"{lib}-{case}-{t}")
+
+
+def _torch64(arrays):
+    import torch
+
+    return [torch.tensor(a, dtype=torch.float64) if a.dtype.kind == "f" else torch.tensor(a) for a in arrays]
+
+
+@pytest.mark.parametrize(("lib", "case", "transform"), list(_beyond_rows()))
+def test_beyond_matrix_transform_against_torch_float64(lib, case, transform):
+    pytest.importorskip("torch")
+    from backends import to_lib, to_numpy
+
+    arrays, kw = _beyond_inputs()[case]
+    tangent = np.random.default_rng(22).standard_normal(arrays[0].shape).astype(np.float32)
+    import torch
+
+    expected = _transform_torch(transform, _beyond_oracle(case), _torch64(arrays),
+                                torch.tensor(tangent, dtype=torch.float64)).detach().numpy()
+    fn = getattr(anyloss, case)
+    ours_fn = lambda *a: fn(*a, **kw)
+    run = {"mlx": _transform_mlx, "jax": _transform_jax, "torch": _transform_torch}[lib]
+    ours = to_numpy(run(transform, ours_fn, [to_lib(lib, a) for a in arrays], to_lib(lib, tangent)))
+    np.testing.assert_allclose(ours, expected, rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("value", _NONFINITE, ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize(("lib", "case"), [
+    (lib, case) for lib in ("numpy", "torch", "jax", "mlx") for case in BEYOND_LOSSES
+])
+def test_beyond_matrix_nonfinite_against_torch_float64(lib, case, value):
+    """A non-finite entry in the first input: the other examples keep the
+    oracle's values; the affected one is NaN wherever the oracle's NaN comes
+    from a NaN, and the oracle's value wherever that is not NaN."""
+    pytest.importorskip("torch")
+    from backends import to_lib, to_numpy
+
+    arrays, kw = _beyond_inputs()[case]
+    x = arrays[0].copy()
+    x[1, 2] = value
+    arrays = (x, *arrays[1:])
+    if case == "js_div_loss" and value > 0:
+        pytest.skip("positive log-probabilities are refused where the values are read")
+    if case == "msle_loss" and value == -math.inf:
+        pytest.skip("msle floors its arguments at 1e-7: -inf is a finite loss, checked below")
+    expected = _beyond_oracle(case)(*_torch64(arrays)).numpy()
+    ours = to_numpy(getattr(anyloss, case)(*[to_lib(lib, a) for a in arrays], **kw))
+    rows = np.ones(ours.shape, bool)
+    rows[1] = False
+    np.testing.assert_allclose(ours[rows], expected[rows], rtol=2e-4, atol=2e-5)
+    finite = ~np.isnan(expected[1])
+    if value != value:
+        assert np.isnan(ours[1][~finite]).all()
+    np.testing.assert_allclose(ours[1][finite], expected[1][finite], rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float64"])
+@pytest.mark.parametrize("case", BEYOND_LOSSES)
+@pytest.mark.parametrize("lib", ["torch", "jax", "mlx"])
+def test_beyond_matrix_dtypes_against_torch_float64(lib, case, dtype):
+    """Half precision within its rounding of the oracle's value, float64
+    within float32's; the result in the input's dtype."""
+    pytest.importorskip("torch")
+    from backends import to_lib, to_numpy
+
+    if lib == "mlx" and dtype == "float64":
+        pytest.skip("MLX has no float64 on its default device")
+    arrays, kw = _beyond_inputs()[case]
+    expected = _beyond_oracle(case)(*_torch64(arrays)).numpy()
+
+    def cast(a):
+        t = to_lib(lib, a)
+        if a.dtype.kind != "f":
+            return t
+        if lib == "torch":
+            import torch
+
+            return t.to(getattr(torch, dtype))
+        if lib == "jax":
+            import jax.numpy as jnp
+
+            return t.astype(getattr(jnp, dtype))
+        import mlx.core as mx
+
+        return t.astype(getattr(mx, dtype))
+
+    out = getattr(anyloss, case)(*[cast(a) for a in arrays], **kw)
+    assert str(out.dtype).split(".")[-1] == dtype
+    tol = {"float16": 4e-3, "bfloat16": 3e-2, "float64": 2e-5}[dtype]
+    rounded = {"float16": 1e-3, "bfloat16": 1e-2, "float64": 0}[dtype] * 20  # inputs rounded to the dtype
+    ours = to_numpy(out.float() if lib == "torch" and dtype == "bfloat16" else out).astype(np.float64)
+    # half-precision MAPE divides by a rounded target: its error is relative
+    np.testing.assert_allclose(ours, expected, rtol=tol + rounded, atol=(tol + rounded) * np.abs(expected).max())
