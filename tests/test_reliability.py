@@ -819,8 +819,11 @@ def _beyond_oracle(case):
 
 
 BEYOND_LOSSES = list(_beyond_inputs())
-# vmap over the batch axis takes away what these read across it: the negatives
-# of info_nce_loss and ntxent_loss, dice_loss's sample axis
+# These read across the batch axis (the negatives of info_nce_loss and
+# ntxent_loss, dice_loss's and ctc_loss's samples): vmap maps them over a stack
+# of two whole batches, the second with its first input's samples rolled and
+# the first of them negated (other pairs, positives, targets), against the
+# oracle of each batch.
 _BATCH_COUPLED = {"info_nce_loss", "ntxent_loss", "dice_loss", "ctc_loss"}
 # PyTorch's CTC has no forward-mode derivative nor a second one: its jvp is
 # taken as <grad, tangent> and its jvp of the gradient by central differences
@@ -838,10 +841,9 @@ def _beyond_rows():
     for lib, transforms in _LIB_TRANSFORMS.items():
         for case in BEYOND_LOSSES:
             for t in transforms:
-                if not (t == "vmap" and case in _BATCH_COUPLED):
-                    why = _XFAIL.get((lib, case, t))
-                    marks = [pytest.mark.xfail(strict=True, reason=why)] if why else []
-                    yield pytest.param(lib, case, t, id=f"{lib}-{case}-{t}", marks=marks)
+                why = _XFAIL.get((lib, case, t))
+                marks = [pytest.mark.xfail(strict=True, reason=why)] if why else []
+                yield pytest.param(lib, case, t, id=f"{lib}-{case}-{t}", marks=marks)
 
 
 def _oracle_transform(transform, case, arrays, tangent):
@@ -874,8 +876,15 @@ def test_beyond_matrix_transform_against_torch_float64(lib, case, transform):
     tangent = np.random.default_rng(22).standard_normal(arrays[0].shape).astype(np.float32)
     import torch
 
-    expected = _oracle_transform(transform, case, _torch64(arrays),
-                                 torch.tensor(tangent, dtype=torch.float64)).detach().numpy()
+    if transform == "vmap" and case in _BATCH_COUPLED:
+        other = np.roll(arrays[0], 1, axis=0)
+        other[0] = -other[0]
+        batches = [arrays, (other, *arrays[1:])]
+        expected = np.stack([_beyond_oracle(case)(*_torch64(b)).numpy() for b in batches])
+        arrays = [np.stack(column) for column in zip(*batches)]
+    else:
+        expected = _oracle_transform(transform, case, _torch64(arrays),
+                                     torch.tensor(tangent, dtype=torch.float64)).detach().numpy()
     fn = getattr(anyloss, case)
     ours_fn = lambda *a: fn(*a, **kw)
     run = {"mlx": _transform_mlx, "jax": _transform_jax, "torch": _transform_torch}[lib]

@@ -404,7 +404,7 @@ def gather(xp: Any, x: Any, indices: Any, axis: int, guard: bool = False) -> Any
     """
     n = x.shape[axis]
     if guard:
-        valid = (indices >= 0) & (indices < n)
+        valid = xp.logical_and(indices >= 0, indices < n)
         indices = xp.where(valid, indices, xp.zeros_like(indices))
     if type(x) is np.ndarray and x.ndim == 2 and type(indices) is np.ndarray and indices.dtype.kind in "iu":
         # one fancy index: take_along_axis builds the same index in several steps
@@ -447,7 +447,7 @@ def xlogy_like(xp: Any, p: Any, y: Any) -> Any:
     through a stand-in (zero), so the gradients stay the product's own: ``y``
     for ``p`` (0 where ``y`` is not finite) and ``p`` for ``y``.
     """
-    return p * xp.where((p == 0) & ~xp.isfinite(y), xp.zeros_like(y), y)
+    return p * xp.where(xp.logical_and(p == 0, ~xp.isfinite(y)), xp.zeros_like(y), y)
 
 
 def scan(xp: Any, step: Any, carry: Any, xs: tuple[Any, ...]) -> Any:
@@ -456,15 +456,18 @@ def scan(xp: Any, step: Any, carry: Any, xs: tuple[Any, ...]) -> Any:
 
     On JAX this is ``jax.lax.scan``: a compiled loop whose body is traced and
     compiled once, not once per slice.  Elsewhere a Python loop over the
-    slices, taken with ``unstack`` where the namespace has it (on PyTorch one
-    backward node for all slices, not a full-size gradient per slice).
+    slices, taken with ``unstack`` where the namespace has it (``unbind`` on
+    PyTorch: one backward node for all slices, not a full-size gradient per
+    slice).
     """
     if is_namespace(xp, "jax"):
         import jax
 
         return jax.lax.scan(lambda c, x: (step(c, *x), None), carry, xs)[0]
-    if hasattr(xp, "unstack"):
-        slices: Any = zip(*[xp.unstack(x, axis=0) for x in xs])
+    if is_namespace(xp, "torch"):  # compat's unstack iterates, which torch.func.vmap refuses
+        slices: Any = zip(*[x.unbind(0) for x in xs])
+    elif hasattr(xp, "unstack"):
+        slices = zip(*[xp.unstack(x, axis=0) for x in xs])
     else:
         slices = ([x[i] for x in xs] for i in range(xs[0].shape[0]))
     for x in slices:

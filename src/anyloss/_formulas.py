@@ -12,6 +12,7 @@ Nothing here reads array values, so every formula traces under ``jax.jit``,
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -33,6 +34,17 @@ def _on_device(xp: Any, like: Any) -> dict[str, Any]:
     return {"device": like.device} if is_namespace(xp, "torch") else {}
 
 
+# Masks combine by logical_and/logical_or, never by ``&`` and ``|``: under
+# mx.vmap, MLX's bitwise operators read garbage for the second and later
+# slices when one operand is not mapped (an arange, a constant mask).
+def _and(xp: Any, *masks: Any) -> Any:
+    return functools.reduce(xp.logical_and, masks)
+
+
+def _or(xp: Any, *masks: Any) -> Any:
+    return functools.reduce(xp.logical_or, masks)
+
+
 def _nonzero(xp: Any, x: Any) -> Any:
     """``x`` with zeros replaced by ones, for dividing by a norm."""
     return xp.where(x == 0, xp.ones_like(x), x)
@@ -41,7 +53,7 @@ def _nonzero(xp: Any, x: Any) -> Any:
 def _scale(xp: Any, s: Any) -> Any:
     """A largest magnitude to divide by: 1 where it is 0 (nothing to scale)
     or infinite (the infinite entry then carries through as itself)."""
-    return xp.where((s == 0) | (s == math.inf), xp.ones_like(s), s)
+    return xp.where(xp.logical_or(s == 0, s == math.inf), xp.ones_like(s), s)
 
 
 # ---------------------------------------------------------------- classification
@@ -352,7 +364,7 @@ def _take_class(xp: Any, values: Any, indices: Any, guard: bool) -> Any:
     entry 0 (the loss it multiplies is NaN there already)."""
     if guard:
         n = values.shape[0]
-        indices = xp.where((indices >= 0) & (indices < n), indices, xp.zeros_like(indices))
+        indices = xp.where(xp.logical_and(indices >= 0, indices < n), indices, xp.zeros_like(indices))
     picked = xp.take(values, xp.reshape(indices, (-1,)), axis=0)
     return xp.reshape(picked, tuple(indices.shape))
 
@@ -474,7 +486,7 @@ def dice_loss(
         t = astype(xp, xp.expand_dims(targets, axis=axis) == classes, p.dtype)
     if guard and not probabilities:
         top = 1 if n == 1 else n - 1
-        valid = xp.expand_dims((targets >= 0) & (targets <= top), axis=axis)
+        valid = xp.expand_dims(xp.logical_and(targets >= 0, targets <= top), axis=axis)
         t = xp.where(valid, t, xp.full_like(t, math.nan))
     tp = p * t
     spatial = tuple(i for i in range(x.ndim) if i not in (0, axis))
@@ -588,7 +600,7 @@ def ntxent_loss(xp: Any, e: Any, labels: Any, temperature: float) -> Any:
     n = s.shape[0]
     idx = xp.arange(n, **_on_device(xp, s))
     same = xp.expand_dims(labels, axis=1) == xp.expand_dims(labels, axis=0)
-    positive = same & (xp.expand_dims(idx, axis=1) != xp.expand_dims(idx, axis=0))
+    positive = xp.logical_and(same, xp.expand_dims(idx, axis=1) != xp.expand_dims(idx, axis=0))
     negative = ~same
     low = xp.full_like(s, -math.inf)
     has_negative = xp.any(negative, axis=1, keepdims=True)
@@ -596,7 +608,7 @@ def ntxent_loss(xp: Any, e: Any, labels: Any, temperature: float) -> Any:
     top = xp.where(has_negative, top, xp.zeros_like(top))
     total = xp.sum(xp.exp(xp.where(negative, s - top, low)), axis=1, keepdims=True)
     log_negatives = xp.log(xp.where(has_negative, total, xp.ones_like(total))) + top
-    pairs = xp.where(positive & has_negative, _softplus(xp, log_negatives - s), xp.zeros_like(s))
+    pairs = xp.where(xp.logical_and(positive, has_negative), _softplus(xp, log_negatives - s), xp.zeros_like(s))
     count = xp.sum(astype(xp, positive, s.dtype))
     return xp.sum(pairs) / at_least(xp, count, 1.0)
 
@@ -833,14 +845,14 @@ def ctc_loss(
     inside = xp.reshape(xp.arange(s, **on), (1, s)) < xp.reshape(lengths, (n, 1))
     labels = xp.where(inside, targets, blanks)  # padding read as blanks
     if guard:
-        wrong = inside & ((targets < 0) | (targets >= c))
+        wrong = xp.logical_and(inside, xp.logical_or(targets < 0, targets >= c))
         labels = xp.where(wrong, blanks, labels)
     extended = xp.reshape(xp.stack([blanks, labels], axis=-1), (n, 2 * s))
     extended = xp.concat([extended, xp.full((n, 1), blank, dtype=index, **on)], axis=1)
     two_back = xp.concat([extended[:, : min(k, 2)], extended[:, : k - 2]], axis=1)
     zero = xp.zeros((), dtype=dtype)
     impossible = xp.full((), -math.inf, dtype=dtype)
-    skip = xp.where((extended != blank) & (extended != two_back), zero, impossible)
+    skip = xp.where(xp.logical_and(extended != blank, extended != two_back), zero, impossible)
     emissions = _take_labels(xp, log_probs, extended)
     loss = -(likelihood or ctc_log_likelihood)(xp, emissions, skip, frames, lengths, guard)
     if zero_infinity:
@@ -848,7 +860,7 @@ def ctc_loss(
     if per_target:
         loss = loss / astype(xp, at_least(xp, lengths, 1), dtype)
     if guard:
-        bad = xp.any(wrong, axis=1) | (lengths < 0) | (lengths > s) | (frames < 0) | (frames > t)
+        bad = _or(xp, xp.any(wrong, axis=1), lengths < 0, lengths > s, frames < 0, frames > t)
         loss = xp.where(bad, xp.full_like(loss, math.nan), loss)
     return loss
 
@@ -939,7 +951,7 @@ def ctc_path_weights(
     positions = xp.reshape(xp.arange(k, **on), (1, k))
     twice = xp.reshape(2 * lengths, (n, 1))
     zeros = xp.zeros((n, k), dtype=emissions.dtype, **on)
-    final = xp.where((positions == twice) | (positions == twice - 1), zeros, xp.full_like(zeros, -math.inf))
+    final = xp.where(xp.logical_or(positions == twice, positions == twice - 1), zeros, xp.full_like(zeros, -math.inf))
     skip_ahead = _pad_last(xp, skip[:, 2:], 0, min(k, 2), -math.inf)  # the move from s onto s + 2
     ended = [xp.reshape(frames, (n, 1)) <= i + 1 for i in range(t)]
     beta = final
@@ -953,7 +965,7 @@ def ctc_path_weights(
     feasible = log_p > -math.inf
     shift = xp.reshape(xp.where(feasible, log_p, xp.zeros_like(log_p)), (1, n, 1))
     weights = xp.exp(alphas[1:] + xp.stack(betas) - shift) if t else xp.zeros_like(emissions)
-    return xp.where(live & xp.reshape(feasible, (1, n, 1)), weights, xp.zeros_like(weights))
+    return xp.where(xp.logical_and(live, xp.reshape(feasible, (1, n, 1))), weights, xp.zeros_like(weights))
 
 
 # ----------------------------------------------------------------- plain forms
@@ -980,7 +992,7 @@ def cosine_plain(xp: Any, a: Any, b: Any, axis: int, floor: float) -> tuple[Any,
     aa = xp.sum(xp.square(a), axis=axis)
     bb = xp.sum(xp.square(b), axis=axis)
     low, high = exact_sums_floor(xp, a.dtype, a.shape[axis]), float(xp.finfo(a.dtype).max)
-    exact = xp.all((aa >= low) & (aa <= high) & (bb >= low) & (bb <= high))
+    exact = xp.all(_and(xp, aa >= low, aa <= high, bb >= low, bb <= high))
     loss = dot / at_least(xp, xp.sqrt(aa) * xp.sqrt(bb), floor)
     return loss, exact
 
@@ -1003,7 +1015,7 @@ def triplet_plain(
     sp = xp.sum(xp.square(a - pos), axis=axis) + eps
     sn = xp.sum(xp.square(a - neg), axis=axis) + eps
     low, high = exact_sums_floor(xp, a.dtype, a.shape[axis]), float(xp.finfo(a.dtype).max)
-    exact = xp.all((sp >= low) & (sp <= high) & (sn >= low) & (sn <= high))
+    exact = xp.all(_and(xp, sp >= low, sp <= high, sn >= low, sn <= high))
     return at_least(xp, xp.sqrt(sp) - xp.sqrt(sn) + margin, 0.0), exact
 
 
@@ -1294,7 +1306,7 @@ def triplet_rows(xp: Any, a: Any, pos: Any, neg: Any, axis: int, eps: float) -> 
     sp = xp.sum(xp.square(a - pos), axis=axis, keepdims=True) + eps
     sn = xp.sum(xp.square(a - neg), axis=axis, keepdims=True) + eps
     low, high = exact_sums_floor(xp, a.dtype, a.shape[axis]), float(xp.finfo(a.dtype).max)
-    exact = xp.all((sp >= low) & (sp <= high) & (sn >= low) & (sn <= high))
+    exact = xp.all(_and(xp, sp >= low, sp <= high, sn >= low, sn <= high))
     dp, dn = xp.sqrt(sp), xp.sqrt(sn)
     one = xp.ones_like(dp)
     return (dp, dn), exact, (one, one), (1.0 / dp, 1.0 / dn)
