@@ -122,6 +122,54 @@ def test_gradients_equal_the_naive_composition(library, reduction, options):
         np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-5)
 
 
+def _forward_mode(library, x, w, b, t, cw, reduction, kw, fused):
+    """The jvp in (inputs, weight, bias) and the Hessian-vector product in
+    the inputs of the fused loss or of the naive composition: forward-mode
+    AD, and forward over reverse (MLX: reverse over reverse too)."""
+    def loss(xp_x, xp_w, xp_b):
+        t_, cw_ = to_lib(library, t), None if cw is None else to_lib(library, cw)
+        if fused:
+            out = anyloss.linear_cross_entropy(xp_x, xp_w, t_, xp_b, class_weights=cw_,
+                                               reduction=reduction, chunk_size=7, **kw)
+        else:
+            with _native.portable():
+                out = anyloss.cross_entropy(xp_x @ xp_w.T + xp_b, t_, reduction=reduction,
+                                            class_weights=cw_, **kw)
+        return out.sum()
+
+    rng = np.random.default_rng(3)
+    tangents = [rng.standard_normal(a.shape).astype(np.float32) for a in (x, w, b)]
+    primals = [to_lib(library, a) for a in (x, w, b)]
+    tangents = [to_lib(library, a) for a in tangents]
+    if library == "torch":
+        from torch import func
+
+        jvp = func.jvp(loss, tuple(primals), tuple(tangents))[1]
+        grad = lambda a: func.grad(lambda a: loss(a, *primals[1:]))(a)
+        return [to_numpy(jvp), to_numpy(func.jvp(grad, (primals[0],), (tangents[0],))[1])]
+    import mlx.core as mx
+
+    jvp = mx.jvp(loss, primals, tangents)[1][0]
+    grad = mx.grad(lambda a: loss(a, *primals[1:]))
+    hvp = mx.jvp(grad, [primals[0]], [tangents[0]])[1][0]
+    reverse = mx.grad(lambda a: (grad(a) * tangents[0]).sum())(primals[0])
+    return [to_numpy(a) for a in (jvp, hvp, reverse)]
+
+
+@pytest.mark.parametrize("library", ["torch", "mlx"])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_forward_mode_and_second_derivatives_equal_the_naive_composition(library, reduction):
+    """Through the chunked loss's own derivatives ('mean': the gradients held
+    by the forward pass; 'none': recomputed), which must hand the tangents on."""
+    x, w, b, t, cw = _data(4)
+    kw = dict(OPTIONS[2])
+    cw = cw if kw.pop("class_weights", False) else None
+    got = _forward_mode(library, x, w, b, t, cw, reduction, kw, fused=True)
+    want = _forward_mode(library, x, w, b, t, cw, reduction, kw, fused=False)
+    for a, e in zip(got, want):
+        np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-5)
+
+
 def test_jax_under_jit_grad_and_vmap():
     import jax
     import jax.numpy as jnp

@@ -750,6 +750,7 @@ def _beyond_inputs():
         "dice_loss": ((f(4, 5, 3), np.exp(lsm(f(4, 5, 3)))), {}),
         "ctc_loss": ((f(2, 6, 4), np.array([[1, 2], [3, 3]], np.int32), np.array([6, 5], np.int32),
                       np.array([2, 1], np.int32)), {"reduction": "none"}),
+        "linear_cross_entropy": ((f(4, 3), f(5, 3), idx), {"reduction": "none", "chunk_size": 3}),
     }
 
 
@@ -793,6 +794,7 @@ def _beyond_oracle(case):
                           reduction="none")
 
     return {
+        "linear_cross_entropy": lambda h, w, i: F.cross_entropy(h @ w.T, i.long(), reduction="none"),
         "ctc_loss": ctc,
         "ntxent_loss": ntxent,
         "dice_loss": dice,
@@ -820,11 +822,12 @@ def _beyond_oracle(case):
 
 BEYOND_LOSSES = list(_beyond_inputs())
 # These read across the batch axis (the negatives of info_nce_loss and
-# ntxent_loss, dice_loss's and ctc_loss's samples): vmap maps them over a stack
-# of two whole batches, the second with its first input's samples rolled and
-# the first of them negated (other pairs, positives, targets), against the
-# oracle of each batch.
-_BATCH_COUPLED = {"info_nce_loss", "ntxent_loss", "dice_loss", "ctc_loss"}
+# ntxent_loss, dice_loss's and ctc_loss's samples) or take an argument without
+# one (linear_cross_entropy's weight): vmap maps them over a stack of two whole
+# batches, the second with its first input's samples rolled and the first of
+# them negated (other pairs, positives, targets), against the oracle of each
+# batch.
+_BATCH_COUPLED = {"info_nce_loss", "ntxent_loss", "dice_loss", "ctc_loss", "linear_cross_entropy"}
 # PyTorch's CTC has no forward-mode derivative nor a second one: its jvp is
 # taken as <grad, tangent> and its jvp of the gradient by central differences
 # of the float64 gradient

@@ -92,7 +92,8 @@ def forward(
     cw = None if class_weights is None else astype(xp, class_weights, dtype)
     rows, loss_sum, total = [], None, None
     for start, stop in spans(n, chunk):
-        loss, weight_sum = chunk_loss(xp, x[start:stop, ...], w, b, targets[start:stop], cw, dtype, params)
+        xc, tc = (x, targets) if stop - start == n else (x[start:stop, ...], targets[start:stop])
+        loss, weight_sum = chunk_loss(xp, xc, w, b, tc, cw, dtype, params)
         if weight_sum is None:
             weight_sum = float(stop - start)
         if reduction == "none":

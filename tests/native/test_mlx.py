@@ -645,3 +645,24 @@ def test_js_div_runs_directly_by_its_slopes():
         want = derivatives()
     for g, w, what in zip(got, want, ("d/dx", "d/dt", "jvp", "vmap", "compiled grad", "hvp")):
         np.testing.assert_allclose(np.array(g), np.array(w), rtol=1e-5, atol=1e-6, err_msg=what)
+
+
+def test_linear_cross_entropy_counts_the_derivatives_traced():
+    """The chunked loss holds its gradients in the forward pass under one
+    derivative, here of a model's two parameters (two runs of one copy), and
+    hands the vjp to MLX's autodiff under two (a run of two copies)."""
+    from anyloss._native.linear_mlx import _depth
+
+    h, p1, p2 = mx.ones((4, 3)), mx.ones((3, 3)), mx.ones((3,))
+    seen = []
+
+    def f(p1, p2):
+        x = mx.tanh(h @ p1) * p2
+        seen.append(_depth([x]))
+        return mx.sum(x)
+
+    f(p1, p2)
+    mx.grad(f, argnums=(0, 1))(p1, p2)
+    mx.jvp(lambda a: mx.grad(f)(a, p2), [p1], [p1])
+    mx.grad(lambda a: mx.grad(f)(a, p2).sum())(p1)
+    assert seen == [0, 1, 2, 2]

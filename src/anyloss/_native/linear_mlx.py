@@ -16,17 +16,23 @@ graph), each chunk evaluated before the next:
   retained graph) before the next.
 
 Each chunk's cross entropy and its vjp are compiled (``mx.compile``).  The
-eager evaluation means this runs outside ``mx.compile``.
+custom function's jvp, and its vjp under a derivative of the gradient
+(``jvp(grad(f))``, ``grad(grad(f))``), differentiate the portable loop
+instead, whose chunks MLX keeps; inside ``mx.compile`` and ``mx.vmap``, where
+nothing can be evaluated, the portable loop runs in their place.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import io
+import re
 from typing import Any
 
 import mlx.core as mx
 
+from .. import _linear
 from .._linear import chunk_logits, chunk_rows, finish, spans
 
 # A chunk's logits hold about this many entries by default: a vjp keeps the
@@ -42,14 +48,25 @@ def _values(a: Any) -> Any:
     return mx.array(memoryview(a))
 
 
-def _traced(arrays: Any) -> bool:
-    """Whether a gradient is being traced through any of ``arrays``: an
-    evaluated array derived from one keeps its graph (a tracer's)."""
+def _depth(arrays: Any) -> int:
+    """How many derivatives are being traced through ``arrays`` (0 outside
+    any; 2 for ``jvp(grad(f))`` or ``grad(grad(f))``): each trace copies its
+    inputs, and an evaluated array derived from them keeps that graph, so the
+    longest run of copies from a source of the graph is the nesting."""
     probe = sum(mx.sum(a.reshape(-1)[:1]) for a in arrays)
     mx.eval(probe)
     dot = io.StringIO()
     mx.export_to_dot(dot, probe)
-    return "->" in dot.getvalue()
+    graph = dot.getvalue()
+    copies = set(re.findall(r'(\d+) \[label ="Copy"', graph))
+    edges = collections.defaultdict(list)
+    for source, target in re.findall(r'"?(\w+)"? -> "?(\w+)"?', graph):
+        edges[source].append(target)
+
+    def run(node: str) -> int:  # array -> Copy -> array -> ...
+        return max((1 + run(out) for op in edges[node] if op in copies for out in edges[op]), default=0)
+
+    return max((run(node) for node in re.findall(r'rank=source; "(\w+)"', graph)), default=0)
 
 
 @functools.lru_cache(maxsize=None)
@@ -118,12 +135,23 @@ def _function(dtype: Any, params: tuple[Any, ...], reduction: str, out_dtype: An
             out.append(mx.zeros_like(arrays[-1]))
         return out
 
+    def floats(arrays):
+        return arrays[:2] + ((arrays[3],) if has_bias else ())
+
+    def held(arrays):
+        """Whether the forward pass computes the gradients with the loss and
+        holds them for the vjp: for 'mean' and 'sum' under one derivative.
+        Under a derivative of a derivative the vjp differentiates
+        :func:`plain` instead (the held gradients, computed on copies, have
+        no derivative)."""
+        return reduction != "none" and _depth(floats(arrays)) == 1
+
     @mx.custom_function
     def loss(*arrays):
         """The loss, then (for 'mean' and 'sum' under a gradient trace) its
         gradients, held for the vjp."""
         x, w, b, t, cw = unpack(arrays)
-        if reduction != "none" and _traced(arrays[:2] + ((arrays[3],) if has_bias else ())):
+        if held(arrays):
             loss_sum, total, *grads = chunks(x, w, b, t, cw, mx.ones((), dtype), False)
             return (finish(mx, loss_sum, total, reduction, out_dtype), *scaled(grads, total, arrays))
         parts, loss_sum, total = [], mx.zeros((), dtype), mx.zeros((), dtype)
@@ -142,11 +170,41 @@ def _function(dtype: Any, params: tuple[Any, ...], reduction: str, out_dtype: An
             return (finish(mx, out, None, reduction, out_dtype),)
         return (finish(mx, loss_sum, total, reduction, out_dtype),)
 
+    def plain(arrays, moving):
+        """The portable loop on the arrays themselves (no copies), as a
+        function of those at positions ``moving``: what MLX differentiates
+        for a jvp, and for a vjp to be differentiated again."""
+        def of(*values):
+            full = list(arrays)
+            for i, value in zip(moving, values):
+                full[i] = value
+            x, w, t, *rest = full
+            b = rest.pop(0) if has_bias else None
+            cw = rest.pop(0) if has_cw else None
+            return _linear.forward(mx, x, w, b, t, cw, dtype, params, reduction, out_dtype, chunk)
+
+        return of, [arrays[i] for i in moving]
+
+    @loss.jvp
+    def loss_jvp(arrays, tangents):
+        """The loss's tangent by MLX's jvp of :func:`plain` (zero for the
+        held gradients, which only the vjp reads)."""
+        moving = [i for i, tangent in enumerate(tangents) if tangent is not None]
+        _, (tangent,) = mx.jvp(*plain(arrays, moving), [tangents[i] for i in moving])
+        return (tangent, *(mx.zeros_like(a) for a in arrays)) if held(arrays) else (tangent,)
+
     @loss.vjp
     def loss_vjp(arrays, cotangents, outputs):
         g = cotangents[0]
         if len(outputs) > 1:  # the gradients held by the forward pass
             return tuple(held * g.astype(held.dtype) for held in outputs[1:])
+        if _depth(floats(arrays)) > 1:  # a derivative of this gradient to come
+            moving = [0, 1, 3] if has_bias else [0, 1]
+            _, grads = mx.vjp(*plain(arrays, moving), [g])
+            out = [mx.zeros_like(a) for a in arrays]
+            for i, grad in zip(moving, grads):
+                out[i] = grad
+            return tuple(out)
         x, w, b, t, cw = unpack(arrays)
         _, total, *grads = chunks(x, w, b, t, cw, _values(g).astype(dtype), True)
         return tuple(scaled(grads, total, arrays))
@@ -155,6 +213,15 @@ def _function(dtype: Any, params: tuple[Any, ...], reduction: str, out_dtype: An
 
 
 def forward(xp, x, weight, bias, targets, class_weights, dtype, params, reduction, out_dtype, chunk):
+    """The loss by the custom function; inside ``mx.compile`` and
+    ``mx.vmap``, where no chunk can be evaluated before the next, the
+    portable loop under MLX's own transforms, in one chunk (a compiled graph
+    is scheduled whole, and a shapeless trace cannot slice)."""
+    try:
+        mx.eval(x)
+    except ValueError:  # a tracer of compile or vmap
+        return _linear.forward(xp, x, weight, bias, targets, class_weights, dtype, params, reduction,
+                               out_dtype, max(x.shape[0], 1))
     loss = _function(dtype, params, reduction, out_dtype, chunk, bias is not None,
                      class_weights is not None)
     arrays = [x, weight, targets] + ([bias] if bias is not None else []) + \

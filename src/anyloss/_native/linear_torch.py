@@ -22,7 +22,7 @@ import torch
 
 from .. import _native
 from .._linear import ce_params, finish, mean_total, spans
-from .torch import _check_range
+from .torch import _check_range, _forward_ad, _wrapped
 
 
 def _plain(params) -> bool:
@@ -158,6 +158,11 @@ class _LinearCE(torch.autograd.Function):
 
 
 def _forward(xp, x, weight, bias, targets, class_weights, dtype, params, reduction, out_dtype, chunk):
+    """The loss by the chunk loop and its Function; ``None`` (the portable
+    loop, under torch's own autodiff) under forward-mode AD and torch.func,
+    whose transforms the Function does not define."""
+    if _forward_ad._current_level >= 0 or any(_wrapped(a) for a in (x, weight, bias) if a is not None):
+        return None
     cw = None if class_weights is None else class_weights.detach().to(dtype)
     needs = torch.is_grad_enabled() and (
         x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
