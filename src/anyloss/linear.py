@@ -142,8 +142,6 @@ def linear_cross_entropy(
     chunk = int(chunk_size) if chunk_size is not None else max(1, entries // max(vocab, 1))
     chunk = min(chunk, max(n, 1))
     loss = run(xp, x, weight, bias, t, class_weights, dtype, params, reduction, out_dtype, chunk)
-    if loss is None:  # a transform the driver cannot serve: the library's autodiff of the loop
-        loss = _linear.forward(xp, x, weight, bias, t, class_weights, dtype, params, reduction, out_dtype, chunk)
     return xp.reshape(loss, batch) if reduction == "none" else loss
 
 

@@ -135,8 +135,10 @@ def _function(dtype: Any, params: tuple[Any, ...], reduction: str, out_dtype: An
             out.append(mx.zeros_like(arrays[-1]))
         return out
 
+    moving = (0, 1, 3) if has_bias else (0, 1)  # inputs, weight, bias: what has a gradient
+
     def floats(arrays):
-        return arrays[:2] + ((arrays[3],) if has_bias else ())
+        return [arrays[i] for i in moving]
 
     def held(arrays):
         """Whether the forward pass computes the gradients with the loss and
@@ -189,8 +191,8 @@ def _function(dtype: Any, params: tuple[Any, ...], reduction: str, out_dtype: An
     def loss_jvp(arrays, tangents):
         """The loss's tangent by MLX's jvp of :func:`plain` (zero for the
         held gradients, which only the vjp reads)."""
-        moving = [i for i, tangent in enumerate(tangents) if tangent is not None]
-        _, (tangent,) = mx.jvp(*plain(arrays, moving), [tangents[i] for i in moving])
+        given = [i for i, tangent in enumerate(tangents) if tangent is not None]
+        _, (tangent,) = mx.jvp(*plain(arrays, given), [tangents[i] for i in given])
         return (tangent, *(mx.zeros_like(a) for a in arrays)) if held(arrays) else (tangent,)
 
     @loss.vjp
@@ -199,7 +201,6 @@ def _function(dtype: Any, params: tuple[Any, ...], reduction: str, out_dtype: An
         if len(outputs) > 1:  # the gradients held by the forward pass
             return tuple(held * g.astype(held.dtype) for held in outputs[1:])
         if _depth(floats(arrays)) > 1:  # a derivative of this gradient to come
-            moving = [0, 1, 3] if has_bias else [0, 1]
             _, grads = mx.vjp(*plain(arrays, moving), [g])
             out = [mx.zeros_like(a) for a in arrays]
             for i, grad in zip(moving, grads):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import _native
+from .. import _linear, _native
 from .._linear import ce_params, finish, mean_total, spans
 from .torch import _check_range, _forward_ad, _wrapped
 
@@ -158,11 +158,12 @@ class _LinearCE(torch.autograd.Function):
 
 
 def _forward(xp, x, weight, bias, targets, class_weights, dtype, params, reduction, out_dtype, chunk):
-    """The loss by the chunk loop and its Function; ``None`` (the portable
-    loop, under torch's own autodiff) under forward-mode AD and torch.func,
-    whose transforms the Function does not define."""
+    """The loss by the chunk loop and its Function; under forward-mode AD and
+    torch.func, whose transforms the Function does not define, the portable
+    loop under torch's own autodiff."""
     if _forward_ad._current_level >= 0 or any(_wrapped(a) for a in (x, weight, bias) if a is not None):
-        return None
+        return _linear.forward(xp, x, weight, bias, targets, class_weights, dtype, params, reduction,
+                               out_dtype, chunk)
     cw = None if class_weights is None else class_weights.detach().to(dtype)
     needs = torch.is_grad_enabled() and (
         x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
