@@ -492,10 +492,14 @@ def test_dask_graphs_are_not_computed_by_the_checks():
          "targets must be probabilities"),
         ("nll_loss", ([[0.5, 0.25, 0.25]], [0]), {}, "inputs must be log-probabilities"),
         ("nll_loss", ([[2.0, -1.0, 0.5]], [0]), {}, "use cross_entropy on logits"),
+        # reduced: the loss's sign shows probabilities, then the inputs are read
+        ("nll_loss", ([[0.5, 0.25, 0.25], [-0.1, -3.0, -2.5]], [0, 0]), {"reduction": "mean"},
+         "holds values up to 0.5"),
+        ("nll_loss", ([[0.5, 0.25, 0.25]], [2]), {"reduction": "sum"}, "inputs must be log-probabilities"),
         ("kl_div_loss", ([[-0.7, -0.7]], [[0.5, 0.5]]), {}, "targets must be log-probabilities"),
     ],
     ids=["bce-labels-1-2", "bce-labels-minus-1", "bce-probs-target-1.5", "nll-probabilities",
-         "nll-logits", "kl-probability-targets"],
+         "nll-logits", "nll-probabilities-mean", "nll-probabilities-sum", "kl-probability-targets"],
 )
 def test_value_mistakes_raise(lib, loss, args, kwargs, message):
     arrays = [to_lib(lib, np.asarray(a, dtype=np.float32 if np.asarray(a).dtype.kind == "f" else np.int64))

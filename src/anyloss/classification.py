@@ -362,11 +362,18 @@ def nll_loss(
     _check_training_options(xp, func, class_weights, ignore_index, classes, False)
     guard = _check_class_indices(xp, func, targets, classes, ignore_index)
     out_dtype, dtype = float_dtypes(xp, func, inputs=inputs, class_weights=class_weights)
-    _check_log_probabilities(xp, func, "inputs", inputs, "pass log_softmax(logits), or use cross_entropy on logits")
-    return _native.call(
+    fix = "pass log_softmax(logits), or use cross_entropy on logits"
+    if reduction == "none":
+        _check_log_probabilities(xp, func, "inputs", inputs, fix)
+    loss = _native.call(
         xp, func, (ax, guard, ignore_index), reduction, out_dtype, dtype, False,
         inputs, targets, class_weights,
     )
+    # A reduced loss is a sum of -w x_y >= 0: below 0 it shows a positive
+    # input (probabilities always give one), and the inputs are read.
+    if reduction != "none" and values_known(xp, loss) and float(loss) < 0:
+        _check_log_probabilities(xp, func, "inputs", inputs, fix)
+    return loss
 
 
 def kl_div_loss(

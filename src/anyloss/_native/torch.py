@@ -650,9 +650,10 @@ def _multi_margin(params, reduction, dtype, weighted, x, t, w):
     else:
         w = _to(w, dtype)
     rows = _to(x, dtype) if x.ndim == 2 else _to(x, dtype).reshape(-1, x.shape[-1])
-    # the kernel drops a NaN term (NaN > 0 is false): a NaN must give NaN
-    nan_rows = rows.isnan().any(-1)
-    if _host(x) and nan_rows.any().item():
+    # the kernel drops a NaN term (NaN > 0 is false): a NaN must give NaN.  On
+    # the host one max (NaN where any entry is) reads it; elsewhere a select.
+    host = _host(x)
+    if host and math.isnan(rows.max().item()):
         return None
     labels = t if t.ndim == 1 else t.reshape(-1)
     try:
@@ -660,7 +661,8 @@ def _multi_margin(params, reduction, dtype, weighted, x, t, w):
     except RuntimeError:  # its range check: our error
         _check_indices("multi_margin_loss", params, x, t)
         raise
-    if not _host(x):
+    if not host:
+        nan_rows = rows.isnan().any(-1)
         loss = torch.where(nan_rows if reduction == "none" else nan_rows.any(), torch.nan, loss)
     return loss.reshape(t.shape) if reduction == "none" and t.ndim != 1 else loss
 
