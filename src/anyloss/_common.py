@@ -70,7 +70,9 @@ def _namespace(func: str, arrays: dict[str, Any]) -> Any:
     for name, x in arrays.items():
         if x is None:
             continue
-        ns = _namespace_of(func, name, x)
+        ns = _NAMESPACES.get(type(x))
+        if ns is None:
+            ns = _namespace_of(func, name, x)
         if xp is None:
             xp = ns
         elif ns is not xp:
@@ -207,9 +209,12 @@ def float_dtypes(xp: Any, func: str, **arrays: Any) -> tuple[Any, Any]:
 
 
 def _float_dtypes(xp: Any, func: str, arrays: dict[str, Any]) -> tuple[Any, Any]:
-    if _torch_compiling():
+    if _torch_compiling_now():
         return _promote(xp, func, arrays)
-    key = (xp, *[None if x is None else x.dtype for x in arrays.values()])
+    key = [xp]
+    for x in arrays.values():  # a loop: cheaper than a comprehension for a few arrays
+        key.append(None if x is None else x.dtype)
+    key = tuple(key)
     try:
         return _DTYPES[key]
     except (KeyError, TypeError):
@@ -280,9 +285,8 @@ def is_real_floating(xp: Any, x: Any) -> bool:
 
 def check_integer(xp: Any, func: str, name: str, x: Any) -> None:
     """Class indices must be integers."""
-    if type(x) is _TORCH_TENSOR:
-        if not (x.is_floating_point() or x.is_complex() or x.dtype is _TORCH_BOOL):
-            return
+    if type(x) is _TORCH_TENSOR and x.dtype in _TORCH_INTEGERS:
+        return
     if not isdtype(xp, x.dtype, "integral"):
         raise TypeError(
             f"{func}: {name} holds class indices and must have an integer dtype, got {x.dtype}"
@@ -550,13 +554,18 @@ _TORCH_TENSOR: Any = type("_NoTorch", (), {})
 _torch_wrapped: Any = _unbound
 _torch_compiling_now: Any = _unbound
 _TORCH_BOOL: Any = None
+_TORCH_INTEGERS: frozenset[Any] = frozenset()
 
 
 def _bind_torch() -> None:
-    global _TORCH_TENSOR, _TORCH_BOOL, _torch_wrapped, _torch_compiling_now
+    global _TORCH_TENSOR, _TORCH_BOOL, _TORCH_INTEGERS, _torch_wrapped, _torch_compiling_now
     import torch
 
     _TORCH_BOOL = torch.bool
+    _TORCH_INTEGERS = frozenset(
+        getattr(torch, name) for name in ("uint8", "int8", "int16", "int32", "int64", "uint16", "uint32", "uint64")
+        if hasattr(torch, name)
+    )
     _torch_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
     _torch_compiling_now = torch.compiler.is_compiling
     _TORCH_TENSOR = torch.Tensor

@@ -199,15 +199,15 @@ def cross_entropy(
         raise ValueError(f"{func}: logits must have a class axis, got a 0-d array")
     ax = normalize_axis(func, axis, logits.ndim)
     probabilities = targets.ndim == logits.ndim
-    expected = shape_of(logits) if probabilities else drop_axis(shape_of(logits), ax)
-    if shape_of(targets) != expected:
+    shape = shape_of(logits)
+    rows = drop_axis(shape, ax)
+    if shape_of(targets) != (shape if probabilities else rows):
         raise ValueError(
             f"{func}: targets has shape {shape_of(targets)}, but logits has shape "
-            f"{shape_of(logits)}; expected class indices of shape "
-            f"{drop_axis(shape_of(logits), ax)} or probabilities of shape {shape_of(logits)}"
+            f"{shape}; expected class indices of shape {rows} or probabilities of shape {shape}"
         )
-    check_weights(func, weights, drop_axis(shape_of(logits), ax))
-    classes = shape_of(logits)[ax]
+    check_weights(func, weights, rows)
+    classes = shape[ax]
     _check_training_options(xp, func, class_weights, ignore_index, classes, probabilities)
     guard = not probabilities and _check_class_indices(xp, func, targets, classes, ignore_index)
     out_dtype, dtype = float_dtypes(
@@ -352,13 +352,14 @@ def nll_loss(
     xp = namespace(func, inputs=inputs, targets=targets, class_weights=class_weights)
     check_reduction(func, reduction)
     ax = normalize_axis(func, axis, inputs.ndim)
-    expected = drop_axis(shape_of(inputs), ax)
+    shape = shape_of(inputs)
+    expected = drop_axis(shape, ax)
     if shape_of(targets) != expected:
         raise ValueError(
             f"{func}: targets has shape {shape_of(targets)}, but inputs has shape "
-            f"{shape_of(inputs)}; expected class indices of shape {expected}"
+            f"{shape}; expected class indices of shape {expected}"
         )
-    classes = shape_of(inputs)[ax]
+    classes = shape[ax]
     _check_training_options(xp, func, class_weights, ignore_index, classes, False)
     guard = _check_class_indices(xp, func, targets, classes, ignore_index)
     out_dtype, dtype = float_dtypes(xp, func, inputs=inputs, class_weights=class_weights)

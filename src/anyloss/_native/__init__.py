@@ -35,6 +35,7 @@ _lock = threading.Lock()
 
 # The types of parameters other than an array (a traced or lazy hyperparameter).
 _PLAIN = (int, float, str, tuple, type(None))
+_PLAIN_TYPES = frozenset((*_PLAIN, bool))  # looked up first: cheaper than isinstance
 
 # namespace -> the module with that library's fast paths (None: no module)
 _MODULES: dict[Any, Any] = {}
@@ -83,7 +84,7 @@ def module(xp: Any) -> Any:
 def _plain(params: tuple[Any, ...]) -> bool:
     """Whether no parameter is an array (a loop: half the cost of ``all`` of a generator)."""
     for p in params:
-        if not isinstance(p, _PLAIN):
+        if type(p) not in _PLAIN_TYPES and not isinstance(p, _PLAIN):
             return False
     return True
 
@@ -100,7 +101,9 @@ def call(
 ) -> Any:
     """The loss ``name`` of ``arrays``: by the library's fast path, or portably."""
     if _depth == 0 and _plain(params):  # an array parameter runs portably
-        fast = module(xp)
+        fast = _MODULES.get(xp, module)
+        if fast is module:  # a namespace not seen yet
+            fast = module(xp)
         if fast is not None:
             return fast.run(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays)
     else:
