@@ -419,8 +419,13 @@ def gather(xp: Any, x: Any, indices: Any, axis: int, guard: bool = False) -> Any
     """
     n = x.shape[axis]
     if guard:
-        valid = xp.logical_and(indices >= 0, indices < n)
-        indices = xp.where(valid, indices, xp.zeros_like(indices))
+        if 0 < n <= 128:  # n - 1 fits every integer dtype: clip, then compare (two passes, not four)
+            safe = indices.clamp(0, n - 1) if is_namespace(xp, "torch") else xp.clip(indices, 0, n - 1)
+            valid = safe == indices
+            indices = safe
+        else:
+            valid = xp.logical_and(indices >= 0, indices < n)
+            indices = xp.where(valid, indices, xp.zeros_like(indices))
     if type(x) is np.ndarray and x.ndim == 2 and type(indices) is np.ndarray and indices.dtype.kind in "iu":
         # one fancy index: take_along_axis builds the same index in several steps
         rows = np.arange(x.shape[1 - axis % 2])

@@ -101,9 +101,7 @@ def call(
 ) -> Any:
     """The loss ``name`` of ``arrays``: by the library's fast path, or portably."""
     if _depth == 0 and _plain(params):  # an array parameter runs portably
-        fast = _MODULES.get(xp, module)
-        if fast is module:  # a namespace not seen yet
-            fast = module(xp)
+        fast = module(xp)
         if fast is not None:
             return fast.run(xp, name, params, reduction, out_dtype, dtype, weighted, *arrays)
     else:
