@@ -596,7 +596,11 @@ def ntxent_loss(xp: Any, e: Any, labels: Any, temperature: float) -> Any:
     pair is confident); the negatives' logsumexp is shifted by their maximum,
     and the masked entries never reach ``exp`` or ``log``, so a row without
     negatives (loss 0) keeps finite gradients.  No pair at all gives 0."""
-    s = cosine_logits(xp, e, e, temperature)
+    return ntxent_of_logits(xp, cosine_logits(xp, e, e, temperature), labels)
+
+
+def ntxent_of_logits(xp: Any, s: Any, labels: Any) -> Any:
+    """:func:`ntxent_loss` of the cosine logits ``s`` (``n x n``)."""
     n = s.shape[0]
     idx = xp.arange(n, **_on_device(xp, s))
     same = xp.expand_dims(labels, axis=1) == xp.expand_dims(labels, axis=0)
@@ -1154,8 +1158,11 @@ def cosine_logits_by_norms(xp: Any, a: Any, b: Any, temperature: float) -> tuple
     scaling), and the two norms: it is ``cosine_logits`` where every norm
     lies within the bounds of :func:`cosine_by_norms` (the caller checks)."""
     norm_a = xp.linalg.vector_norm(a, axis=-1, keepdims=True)
+    ua = a / norm_a
+    if b is a:  # NT-Xent: one array's rows against themselves
+        return xp.matmul(ua, xp.matrix_transpose(ua)) * (1.0 / temperature), norm_a, norm_a
     norm_b = xp.linalg.vector_norm(b, axis=-1, keepdims=True)
-    logits = xp.matmul(a / norm_a, xp.matrix_transpose(b / norm_b)) * (1.0 / temperature)
+    logits = xp.matmul(ua, xp.matrix_transpose(b / norm_b)) * (1.0 / temperature)
     return logits, norm_a, norm_b
 
 

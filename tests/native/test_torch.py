@@ -208,7 +208,9 @@ def _arrays(case: Case, dtype, shape=None, seed=0) -> list[Any]:
 def _call(case: Case, arrays, reduction, **extra):
     split = len(arrays) - len(case.keywords)
     extra.update(zip(case.keywords, arrays[split:]))
-    return getattr(anyloss, case.loss)(*arrays[:split], **case.kwargs, reduction=reduction, **extra)
+    if reduction is not None:  # (None: a loss without the argument)
+        extra["reduction"] = reduction
+    return getattr(anyloss, case.loss)(*arrays[:split], **case.kwargs, **extra)
 
 
 def _leaves(arrays):
@@ -641,6 +643,38 @@ def test_out_of_range_class_indices_raise_on_every_path(loss, kwargs):
         dual = fwAD.make_dual(logits, torch.ones_like(logits))
         with pytest.raises(ValueError, match="class indices from 0 to 5"):
             getattr(anyloss, loss)(dual, torch.tensor([0, 5, 4]), **kwargs)
+
+
+NTXENT_LABELS = torch.tensor([0, 1, 2, 0, 1, 2, 3])  # the last row has no positive
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ntxent_by_norms_matches_portable(dtype, evaluate_spy, monkeypatch):
+    """NT-Xent's logits by torch's vector norm where every norm is exact:
+    the portable formula's value and gradient, and the formula not run."""
+    g = torch.Generator().manual_seed(7)
+    e = torch.randn(7, 8, generator=g, dtype=dtype)
+    norms = []
+    monkeypatch.setattr(torch._C._linalg, "linalg_vector_norm",
+                        lambda *a, _f=torch._C._linalg.linalg_vector_norm: norms.append(1) or _f(*a))
+    case = Case("ntxent", "ntxent_loss", None, {"temperature": 0.2})
+    got, got_grads = _value_and_grads(case, [e, NTXENT_LABELS], None, FAST)
+    assert norms and evaluate_spy == []
+    want, want_grads = _value_and_grads(case, [e, NTXENT_LABELS], None, PORTABLE)
+    assert_close(got, want, dtype, "ntxent")
+    assert_close(got_grads[0], want_grads[0], dtype, "ntxent gradient")
+
+
+@pytest.mark.parametrize("scale", [0.0, 1e20, 1e-25], ids=["zero-row", "huge", "tiny"])
+def test_ntxent_hard_rows_run_the_portable_formula(scale, evaluate_spy):
+    e = torch.randn(7, 8, generator=torch.Generator().manual_seed(8))
+    e[2] *= scale
+    case = Case("ntxent", "ntxent_loss", None, {"temperature": 0.2})
+    got, got_grads = _value_and_grads(case, [e, NTXENT_LABELS], None, FAST)
+    assert evaluate_spy == ["ntxent_loss"]
+    want, want_grads = _value_and_grads(case, [e, NTXENT_LABELS], None, PORTABLE)
+    assert torch.equal(got, want) and torch.equal(got_grads[0], want_grads[0])
+    assert torch.isfinite(got_grads[0]).all()
 
 
 def test_js_div_gradient_of_close_distributions():

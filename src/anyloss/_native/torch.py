@@ -33,7 +33,8 @@ import torch.autograd.forward_ad as _forward_ad
 from .._formulas import (
     DOUBLE_LOG_COSH_LIMIT, FORMULAS, _cosine_pair_terms, cosine_by_norms, cosine_logits_by_norms,
     double_log_cosh,
-    evaluate, exact_sums_floor, gaussian_nll_loss, js_div_loss, js_div_select, js_div_slopes, poly1_of_ce,
+    evaluate, exact_sums_floor, gaussian_nll_loss, js_div_loss, js_div_select, js_div_slopes, ntxent_of_logits,
+    poly1_of_ce,
     sigmoid_focal_by_softplus, softmax_focal_of_ce, triplet_by_norms,
 )
 
@@ -717,6 +718,19 @@ def _info_nce(params, reduction, dtype, weighted, q, k):
     return _reduce(loss, reduction) if _stands(loss) else None
 
 
+def _ntxent(params, reduction, dtype, weighted, e, labels):
+    """``_formulas.ntxent_of_logits`` of ``_formulas.cosine_logits_by_norms``,
+    where every norm is exact (read on the host, as ``_info_nce``)."""
+    (tau,) = params
+    if not _host(e):
+        return None
+    e = _to(e, dtype)
+    logits, norms, _ = cosine_logits_by_norms(_XP, e, e, tau)
+    if not _norms_exact(dtype, e.shape[-1], 0.0, norms):
+        return None
+    return ntxent_of_logits(_XP, logits, labels)
+
+
 def _cosine_embedding(params, reduction, dtype, weighted, a, b, t):
     """``_formulas.cosine_by_norms`` in the formula's terms for the targets,
     where every norm is exact (read on the host, as ``_cosine``).
@@ -776,6 +790,7 @@ _FAST = {
     "cosine_embedding_loss": _cosine_embedding,
     "ctc_loss": _ctc,
     "hinge_embedding_loss": _hinge_embedding,
+    "ntxent_loss": _ntxent,
     "multi_margin_loss": _multi_margin,
     "multilabel_soft_margin_loss": _multilabel_soft_margin,
     "poisson_nll_loss": _poisson_nll,
