@@ -513,3 +513,44 @@ def test_log_probabilities_at_zero_are_accepted():
     t = np.log(np.array([[1.0, 0.0]]), where=np.array([[True, False]]), out=np.full((1, 2), -np.inf))
     assert float(anyloss.kl_div_loss(np.log(np.array([[0.5, 0.5]])), t)[0]) == pytest.approx(np.log(2))
     assert float(anyloss.nll_loss(np.array([[0.0, -np.inf]]), np.array([0]))[0]) == 0.0
+
+
+# ------------------------------------- remembered verdicts: never passed on to another call
+
+
+def test_a_remembered_verdict_never_stands_for_other_parameters():
+    """A front door remembers its checks per signature (shapes, dtypes, plain
+    parameters with their types); parameters that are not plain are checked
+    on every call, and True never passes for 1."""
+    torch = pytest.importorskip("torch")
+    logits = np.array([[2.0, -1.0, 0.5], [0.3, 0.1, -2.0]])
+    targets = np.array([0, 2])
+    lse = np.log(np.exp(logits).sum(axis=1))
+    # NumPy integers as the axis: each call its own (a value the key must not lose)
+    by_rows = anyloss.cross_entropy(logits.T, targets, axis=np.int64(0))
+    np.testing.assert_allclose(by_rows, lse - logits[[0, 1], targets], rtol=1e-12)
+    with pytest.raises(ValueError, match="targets has shape"):
+        anyloss.cross_entropy(logits.T, targets, axis=np.int64(1))
+    anyloss.nll_loss(logits - lse[:, None], targets, ignore_index=1)
+    with pytest.raises(TypeError, match="ignore_index must be an int"):
+        anyloss.nll_loss(logits - lse[:, None], targets, ignore_index=True)
+    # a 0-d tensor as label smoothing, changed in place between calls
+    x, t = torch.tensor(logits), torch.tensor(targets)
+    smoothing = torch.tensor(0.0, dtype=torch.float64)
+    plain = anyloss.cross_entropy(x, t, label_smoothing=smoothing)
+    smoothing.fill_(0.5)
+    smoothed = anyloss.cross_entropy(x, t, label_smoothing=smoothing)
+    want = lse - 0.5 * logits[[0, 1], targets] - 0.5 * logits.mean(axis=1)
+    np.testing.assert_allclose(plain.numpy(), lse - logits[[0, 1], targets], rtol=1e-12)
+    np.testing.assert_allclose(smoothed.numpy(), want, rtol=1e-12)
+    smoothing.fill_(1.5)
+    with pytest.raises(ValueError, match="label_smoothing must be a finite number in"):
+        anyloss.cross_entropy(x, t, label_smoothing=smoothing)
+
+
+def test_remembered_verdicts_are_bounded():
+    from anyloss import _common
+
+    for n in range(1, _common.MAX_VERDICTS + 10):
+        anyloss.mse_loss(np.zeros(n), np.zeros(n))
+    assert 0 < len(_common._VERDICTS) <= _common.MAX_VERDICTS

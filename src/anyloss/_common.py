@@ -739,6 +739,62 @@ def check_signs(xp: Any, func: str, targets: Any, meaning: str = "") -> None:
         )
 
 
+# ------------------------------------------------------------ remembered verdicts
+
+# A front door's checks of shapes, dtypes and plain parameters, keyed by them
+# (with each parameter's type, so that True never passes for 1): what they
+# worked out, for the next call with the same signature.  Values are checked
+# on every call.  Cleared when full; bypassed while torch.compile traces.
+_VERDICTS: dict[Any, Any] = {}
+MAX_VERDICTS = 4096
+
+
+def verdict_key(func: str, arrays: tuple[Any, ...], parameters: tuple[Any, ...]) -> Any:
+    """A verdict's key (see :func:`recall`): each array's type, shape
+    and dtype, each parameter with its type (a verdict is remembered only
+    for plain ones); ``None`` where an array is not one (the checks say so)."""
+    key = [func]
+    for a in arrays:
+        try:
+            key.append(None if a is None else (type(a), a.shape, a.dtype))
+        except AttributeError:
+            return None
+    for p in parameters:
+        key.append(type(p))
+        key.append(p)
+    return tuple(key)
+
+
+def recall(key: Any) -> Any:
+    """The verdict remembered for ``key``, or ``None``."""
+    if key is None or _torch_compiling_now():
+        return None
+    try:
+        return _VERDICTS.get(key)
+    except TypeError:  # an unhashable part: checked anew
+        return None
+
+
+_PLAIN_PARAMETERS = frozenset((bool, int, float, str, type(None)))
+
+
+def remember(key: Any, verdict: Any, *parameters: Any) -> Any:
+    """Keep ``verdict`` for ``key`` (see :func:`recall`) where every one of
+    ``parameters`` is a plain Python value (an array's value may change
+    between calls); returns it."""
+    for p in parameters:
+        if type(p) not in _PLAIN_PARAMETERS:
+            return verdict
+    if key is not None and not _torch_compiling_now():
+        if len(_VERDICTS) >= MAX_VERDICTS:
+            _VERDICTS.clear()
+        try:
+            _VERDICTS[key] = verdict
+        except TypeError:
+            pass
+    return verdict
+
+
 def prepare(func: str, reduction: Any, **arrays: Any) -> tuple[Any, Any, Any]:
     """The common start of an elementwise loss.
 
@@ -746,8 +802,11 @@ def prepare(func: str, reduction: Any, **arrays: Any) -> tuple[Any, Any, Any]:
     library and one shape; returns the namespace, the output dtype and the
     compute dtype.
     """
-    xp = _namespace(func, arrays)
-    if reduction not in REDUCTIONS:
+    key = verdict_key(func, tuple(arrays.values()), (reduction,))
+    known = recall(key)
+    if known is None:
+        xp = _namespace(func, arrays)
         check_reduction(func, reduction)
-    _same_shape(func, arrays)
-    return (xp, *_float_dtypes(xp, func, arrays))
+        _same_shape(func, arrays)
+        known = remember(key, (xp, *_float_dtypes(xp, func, arrays)), reduction)
+    return known

@@ -24,11 +24,14 @@ from ._common import (
     namespace,
     normalize_axis,
     prepare,
+    recall,
+    remember,
     remember_checked,
     shape_of,
     smallest,
     value_range,
     values_known,
+    verdict_key,
 )
 
 Array = Any
@@ -60,19 +63,11 @@ def _check_training_options(
 ) -> None:
     """``class_weights``: one non-negative weight per class; ``ignore_index``:
     an int, for class-index targets only."""
-    if class_weights is not None:
-        if shape_of(class_weights) != (num_classes,):
-            raise ValueError(
-                f"{func}: class_weights has shape {shape_of(class_weights)}, but the class axis "
-                f"has {num_classes} entries; expected one weight per class, shape ({num_classes},)"
-            )
-        if values_known(xp, class_weights) and not checked_before(class_weights):
-            if smallest(xp, class_weights) < 0:
-                raise ValueError(
-                    f"{func}: class_weights must be >= 0, but its smallest value is "
-                    f"{smallest(xp, class_weights):g}"
-                )
-            remember_checked(class_weights)
+    if class_weights is not None and shape_of(class_weights) != (num_classes,):
+        raise ValueError(
+            f"{func}: class_weights has shape {shape_of(class_weights)}, but the class axis "
+            f"has {num_classes} entries; expected one weight per class, shape ({num_classes},)"
+        )
     if ignore_index is not None:
         if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
             raise TypeError(
@@ -84,6 +79,17 @@ def _check_training_options(
                 f"{func}: ignore_index applies to class-index targets, but targets holds "
                 f"probabilities (the shape of logits); give ignored rows zero weight instead"
             )
+
+
+def _check_class_weight_values(xp: Any, func: str, class_weights: Any) -> None:
+    """Class weights are non-negative (read on the host, once per tensor)."""
+    if values_known(xp, class_weights) and not checked_before(class_weights):
+        if smallest(xp, class_weights) < 0:
+            raise ValueError(
+                f"{func}: class_weights must be >= 0, but its smallest value is "
+                f"{smallest(xp, class_weights):g}"
+            )
+        remember_checked(class_weights)
 
 
 def _check_z_and_softcap(func: str, z_loss: Any, logit_softcap: Any) -> tuple[float, Any]:
@@ -113,6 +119,41 @@ def _check_log_probabilities(xp: Any, func: str, name: str, x: Array, fix: str) 
                 f"{func}: {name} must be log-probabilities (at most 0), but it holds values up "
                 f"to {hi:g}; {fix}"
             )
+
+
+def _cross_entropy_verdict(
+    func, logits, targets, weights, axis, label_smoothing, reduction, class_weights, ignore_index, z_loss,
+    logit_softcap,
+):
+    """cross_entropy's checks of everything but values: the namespace, the
+    parameters as numbers, the class axis, the target kind, the dtypes."""
+    xp = namespace(func, logits=logits, targets=targets, weights=weights, class_weights=class_weights)
+    check_reduction(func, reduction)
+    smoothing = check_real(
+        func, "label_smoothing", label_smoothing, low=0.0, high=1.0, high_inclusive=False, array_ok=True
+    )
+    z, softcap = _check_z_and_softcap(func, z_loss, logit_softcap)
+    if logits.ndim == 0:
+        raise ValueError(f"{func}: logits must have a class axis, got a 0-d array")
+    ax = normalize_axis(func, axis, logits.ndim)
+    probabilities = targets.ndim == logits.ndim
+    shape = shape_of(logits)
+    rows = drop_axis(shape, ax)
+    if shape_of(targets) != (shape if probabilities else rows):
+        raise ValueError(
+            f"{func}: targets has shape {shape_of(targets)}, but logits has shape "
+            f"{shape}; expected class indices of shape {rows} or probabilities of shape {shape}"
+        )
+    check_weights(func, weights, rows)
+    classes = shape[ax]
+    _check_training_options(xp, func, class_weights, ignore_index, classes, probabilities)
+    if not probabilities:
+        check_integer(xp, func, "targets", targets)
+    out_dtype, dtype = float_dtypes(
+        xp, func, logits=logits, targets=targets if probabilities else None, weights=weights,
+        class_weights=class_weights,
+    )
+    return xp, ax, smoothing, probabilities, softcap, z, classes, out_dtype, dtype
 
 
 def cross_entropy(
@@ -189,36 +230,42 @@ def cross_entropy(
         array([0.34858736, 0.34858736], dtype=float32)
     """
     func = "cross_entropy"
-    xp = namespace(func, logits=logits, targets=targets, weights=weights, class_weights=class_weights)
-    check_reduction(func, reduction)
-    smoothing = check_real(
-        func, "label_smoothing", label_smoothing, low=0.0, high=1.0, high_inclusive=False, array_ok=True
-    )
-    z, softcap = _check_z_and_softcap(func, z_loss, logit_softcap)
-    if logits.ndim == 0:
-        raise ValueError(f"{func}: logits must have a class axis, got a 0-d array")
-    ax = normalize_axis(func, axis, logits.ndim)
-    probabilities = targets.ndim == logits.ndim
-    shape = shape_of(logits)
-    rows = drop_axis(shape, ax)
-    if shape_of(targets) != (shape if probabilities else rows):
-        raise ValueError(
-            f"{func}: targets has shape {shape_of(targets)}, but logits has shape "
-            f"{shape}; expected class indices of shape {rows} or probabilities of shape {shape}"
-        )
-    check_weights(func, weights, rows)
-    classes = shape[ax]
-    _check_training_options(xp, func, class_weights, ignore_index, classes, probabilities)
+    parameters = (axis, label_smoothing, reduction, ignore_index, z_loss, logit_softcap)
+    key = verdict_key(func, (logits, targets, weights, class_weights), parameters)
+    known = recall(key)
+    if known is None:
+        known = remember(key, _cross_entropy_verdict(
+            func, logits, targets, weights, axis, label_smoothing, reduction, class_weights, ignore_index,
+            z_loss, logit_softcap,
+        ), *parameters)
+    xp, ax, smoothing, probabilities, softcap, z, classes, out_dtype, dtype = known
+    if class_weights is not None:
+        _check_class_weight_values(xp, func, class_weights)
     guard = not probabilities and _check_class_indices(xp, func, targets, classes, ignore_index)
-    out_dtype, dtype = float_dtypes(
-        xp, func, logits=logits, targets=targets if probabilities else None, weights=weights,
-        class_weights=class_weights,
-    )
     params = (ax, smoothing, probabilities, guard, softcap, z, ignore_index)
     return _native.call(
         xp, func, params, reduction, out_dtype, dtype, weights is not None,
         logits, targets, class_weights, *(() if weights is None else (weights,)),
     )
+
+
+def _bce_verdict(func, inputs, targets, weights, reduction, pos_weight):
+    """binary_cross_entropy's checks of everything but values (see ``_cross_entropy_verdict``)."""
+    xp = namespace(func, inputs=inputs, targets=targets, weights=weights, pos_weight=pos_weight)
+    check_reduction(func, reduction)
+    check_same_shape(func, inputs=inputs, targets=targets)
+    check_weights(func, weights, shape_of(inputs))
+    if pos_weight is not None:
+        last = shape_of(inputs)[-1:]
+        if shape_of(pos_weight) not in ((), last):
+            raise ValueError(
+                f"{func}: pos_weight has shape {shape_of(pos_weight)}, but inputs has shape "
+                f"{shape_of(inputs)}; expected {last} (one weight per class of the last axis) or ()"
+            )
+    out_dtype, dtype = float_dtypes(
+        xp, func, inputs=inputs, targets=targets, weights=weights, pos_weight=pos_weight
+    )
+    return xp, out_dtype, dtype
 
 
 def binary_cross_entropy(
@@ -274,17 +321,11 @@ def binary_cross_entropy(
         array(0.51082563, dtype=float32)
     """
     func = "binary_cross_entropy"
-    xp = namespace(func, inputs=inputs, targets=targets, weights=weights, pos_weight=pos_weight)
-    check_reduction(func, reduction)
-    check_same_shape(func, inputs=inputs, targets=targets)
-    check_weights(func, weights, shape_of(inputs))
-    if pos_weight is not None:
-        last = shape_of(inputs)[-1:]
-        if shape_of(pos_weight) not in ((), last):
-            raise ValueError(
-                f"{func}: pos_weight has shape {shape_of(pos_weight)}, but inputs has shape "
-                f"{shape_of(inputs)}; expected {last} (one weight per class of the last axis) or ()"
-            )
+    key = verdict_key(func, (inputs, targets, weights, pos_weight), (reduction,))
+    known = recall(key)
+    if known is None:
+        known = remember(key, _bce_verdict(func, inputs, targets, weights, reduction, pos_weight), reduction)
+    xp, out_dtype, dtype = known
     if not with_logits and values_known(xp, inputs):
         lo, hi = value_range(xp, inputs, sample=True)
         if lo < 0 or hi > 1:
@@ -300,13 +341,29 @@ def binary_cross_entropy(
                 f"values from {lo:g} to {hi:g}; map class labels to 0 and 1 (for -1/1 labels: "
                 f"(targets + 1) / 2)"
             )
-    out_dtype, dtype = float_dtypes(
-        xp, func, inputs=inputs, targets=targets, weights=weights, pos_weight=pos_weight
-    )
     return _native.call(
         xp, func, (bool(with_logits),), reduction, out_dtype, dtype, weights is not None,
         inputs, targets, pos_weight, *(() if weights is None else (weights,)),
     )
+
+
+def _nll_verdict(func, inputs, targets, axis, reduction, class_weights, ignore_index):
+    """nll_loss's checks of everything but values (see ``_cross_entropy_verdict``)."""
+    xp = namespace(func, inputs=inputs, targets=targets, class_weights=class_weights)
+    check_reduction(func, reduction)
+    ax = normalize_axis(func, axis, inputs.ndim)
+    shape = shape_of(inputs)
+    expected = drop_axis(shape, ax)
+    if shape_of(targets) != expected:
+        raise ValueError(
+            f"{func}: targets has shape {shape_of(targets)}, but inputs has shape "
+            f"{shape}; expected class indices of shape {expected}"
+        )
+    classes = shape[ax]
+    _check_training_options(xp, func, class_weights, ignore_index, classes, False)
+    check_integer(xp, func, "targets", targets)
+    out_dtype, dtype = float_dtypes(xp, func, inputs=inputs, class_weights=class_weights)
+    return xp, ax, classes, out_dtype, dtype
 
 
 def nll_loss(
@@ -349,20 +406,17 @@ def nll_loss(
         array([0.69314718, 0.22314355])
     """
     func = "nll_loss"
-    xp = namespace(func, inputs=inputs, targets=targets, class_weights=class_weights)
-    check_reduction(func, reduction)
-    ax = normalize_axis(func, axis, inputs.ndim)
-    shape = shape_of(inputs)
-    expected = drop_axis(shape, ax)
-    if shape_of(targets) != expected:
-        raise ValueError(
-            f"{func}: targets has shape {shape_of(targets)}, but inputs has shape "
-            f"{shape}; expected class indices of shape {expected}"
+    parameters = (axis, reduction, ignore_index)
+    key = verdict_key(func, (inputs, targets, class_weights), parameters)
+    known = recall(key)
+    if known is None:
+        known = remember(
+            key, _nll_verdict(func, inputs, targets, axis, reduction, class_weights, ignore_index), *parameters
         )
-    classes = shape[ax]
-    _check_training_options(xp, func, class_weights, ignore_index, classes, False)
+    xp, ax, classes, out_dtype, dtype = known
+    if class_weights is not None:
+        _check_class_weight_values(xp, func, class_weights)
     guard = _check_class_indices(xp, func, targets, classes, ignore_index)
-    out_dtype, dtype = float_dtypes(xp, func, inputs=inputs, class_weights=class_weights)
     fix = "pass log_softmax(logits), or use cross_entropy on logits"
     if reduction == "none":
         _check_log_probabilities(xp, func, "inputs", inputs, fix)

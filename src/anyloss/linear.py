@@ -18,7 +18,9 @@ from ._common import (
     namespace,
     shape_of,
 )
-from .classification import _check_class_indices, _check_training_options, _check_z_and_softcap
+from .classification import (
+    _check_class_indices, _check_class_weight_values, _check_training_options, _check_z_and_softcap,
+)
 
 Array = Any
 
@@ -121,6 +123,8 @@ def linear_cross_entropy(
         if a is not None and not xp.isdtype(a.dtype, "real floating"):
             raise TypeError(f"{func}: {name} must have a real floating dtype, got {a.dtype}")
     _check_training_options(xp, func, class_weights, ignore_index, vocab, False)
+    if class_weights is not None:
+        _check_class_weight_values(xp, func, class_weights)
     # no fast path reads the indices here: the check reads them (under
     # torch.compile no fast path runs, and Dynamo cannot enter portable()'s lock)
     with contextlib.nullcontext() if _torch_compiling() else _native.portable():
