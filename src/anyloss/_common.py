@@ -795,6 +795,17 @@ def remember(key: Any, verdict: Any, *parameters: Any) -> Any:
     return verdict
 
 
+def checked(func: str, arrays: tuple[Any, ...], parameters: tuple[Any, ...], verdict: Any, *args: Any) -> Any:
+    """``verdict(func, *args)``, a front door's checks of ``arrays``' shapes
+    and dtypes and of its ``parameters``, remembered for their signature (a
+    function and its arguments, not a closure: cheaper to pass)."""
+    key = verdict_key(func, arrays, parameters)
+    known = recall(key)
+    if known is None:
+        known = remember(key, verdict(func, *args), *parameters)
+    return known
+
+
 def prepare(func: str, reduction: Any, **arrays: Any) -> tuple[Any, Any, Any]:
     """The common start of an elementwise loss.
 
@@ -802,11 +813,11 @@ def prepare(func: str, reduction: Any, **arrays: Any) -> tuple[Any, Any, Any]:
     library and one shape; returns the namespace, the output dtype and the
     compute dtype.
     """
-    key = verdict_key(func, tuple(arrays.values()), (reduction,))
-    known = recall(key)
-    if known is None:
-        xp = _namespace(func, arrays)
-        check_reduction(func, reduction)
-        _same_shape(func, arrays)
-        known = remember(key, (xp, *_float_dtypes(xp, func, arrays)), reduction)
-    return known
+    return checked(func, tuple(arrays.values()), (reduction,), _prepared, reduction, arrays)
+
+
+def _prepared(func: str, reduction: Any, arrays: dict[str, Any]) -> tuple[Any, Any, Any]:
+    xp = _namespace(func, arrays)
+    check_reduction(func, reduction)
+    _same_shape(func, arrays)
+    return (xp, *_float_dtypes(xp, func, arrays))

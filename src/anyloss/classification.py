@@ -14,24 +14,21 @@ from ._common import (
     check_reduction,
     check_same_shape,
     check_weights,
+    checked,
     checked_before,
     drop_axis,
     epsilon,
     float_dtypes,
-    isdtype,
     is_real_floating,
     largest,
     namespace,
     normalize_axis,
     prepare,
-    recall,
-    remember,
     remember_checked,
     shape_of,
     smallest,
     value_range,
     values_known,
-    verdict_key,
 )
 
 Array = Any
@@ -230,15 +227,12 @@ def cross_entropy(
         array([0.34858736, 0.34858736], dtype=float32)
     """
     func = "cross_entropy"
-    parameters = (axis, label_smoothing, reduction, ignore_index, z_loss, logit_softcap)
-    key = verdict_key(func, (logits, targets, weights, class_weights), parameters)
-    known = recall(key)
-    if known is None:
-        known = remember(key, _cross_entropy_verdict(
-            func, logits, targets, weights, axis, label_smoothing, reduction, class_weights, ignore_index,
-            z_loss, logit_softcap,
-        ), *parameters)
-    xp, ax, smoothing, probabilities, softcap, z, classes, out_dtype, dtype = known
+    xp, ax, smoothing, probabilities, softcap, z, classes, out_dtype, dtype = checked(
+        func, (logits, targets, weights, class_weights),
+        (axis, label_smoothing, reduction, ignore_index, z_loss, logit_softcap),
+        _cross_entropy_verdict, logits, targets, weights, axis, label_smoothing, reduction, class_weights,
+        ignore_index, z_loss, logit_softcap,
+    )
     if class_weights is not None:
         _check_class_weight_values(xp, func, class_weights)
     guard = not probabilities and _check_class_indices(xp, func, targets, classes, ignore_index)
@@ -321,11 +315,10 @@ def binary_cross_entropy(
         array(0.51082563, dtype=float32)
     """
     func = "binary_cross_entropy"
-    key = verdict_key(func, (inputs, targets, weights, pos_weight), (reduction,))
-    known = recall(key)
-    if known is None:
-        known = remember(key, _bce_verdict(func, inputs, targets, weights, reduction, pos_weight), reduction)
-    xp, out_dtype, dtype = known
+    xp, out_dtype, dtype = checked(
+        func, (inputs, targets, weights, pos_weight), (reduction,),
+        _bce_verdict, inputs, targets, weights, reduction, pos_weight,
+    )
     if not with_logits and values_known(xp, inputs):
         lo, hi = value_range(xp, inputs, sample=True)
         if lo < 0 or hi > 1:
@@ -406,14 +399,10 @@ def nll_loss(
         array([0.69314718, 0.22314355])
     """
     func = "nll_loss"
-    parameters = (axis, reduction, ignore_index)
-    key = verdict_key(func, (inputs, targets, class_weights), parameters)
-    known = recall(key)
-    if known is None:
-        known = remember(
-            key, _nll_verdict(func, inputs, targets, axis, reduction, class_weights, ignore_index), *parameters
-        )
-    xp, ax, classes, out_dtype, dtype = known
+    xp, ax, classes, out_dtype, dtype = checked(
+        func, (inputs, targets, class_weights), (axis, reduction, ignore_index),
+        _nll_verdict, inputs, targets, axis, reduction, class_weights, ignore_index,
+    )
     if class_weights is not None:
         _check_class_weight_values(xp, func, class_weights)
     guard = _check_class_indices(xp, func, targets, classes, ignore_index)
@@ -429,6 +418,16 @@ def nll_loss(
     if reduction != "none" and values_known(xp, loss) and float(loss) < 0:
         _check_log_probabilities(xp, func, "inputs", inputs, fix)
     return loss
+
+
+def _pair_verdict(func: str, inputs: Array, targets: Array, axis: Any, reduction: Any) -> tuple[Any, ...]:
+    """The checks of two arrays of one shape with a class axis, as a verdict
+    (see ``_cross_entropy_verdict``): namespace, axis and dtypes."""
+    xp = namespace(func, inputs=inputs, targets=targets)
+    check_reduction(func, reduction)
+    check_same_shape(func, inputs=inputs, targets=targets)
+    ax = normalize_axis(func, axis, inputs.ndim)
+    return xp, ax, *float_dtypes(xp, func, inputs=inputs, targets=targets)
 
 
 def kl_div_loss(
@@ -463,11 +462,9 @@ def kl_div_loss(
         array([0.        , 0.36806421])
     """
     func = "kl_div_loss"
-    xp = namespace(func, inputs=inputs, targets=targets)
-    check_reduction(func, reduction)
-    check_same_shape(func, inputs=inputs, targets=targets)
-    ax = normalize_axis(func, axis, inputs.ndim)
-    out_dtype, dtype = float_dtypes(xp, func, inputs=inputs, targets=targets)
+    xp, ax, out_dtype, dtype = checked(
+        func, (inputs, targets), (axis, reduction), _pair_verdict, inputs, targets, axis, reduction
+    )
     _check_log_probabilities(xp, func, "targets", targets, "pass log(probabilities)")
     return _native.call(xp, func, (ax,), reduction, out_dtype, dtype, False, inputs, targets)
 

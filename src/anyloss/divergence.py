@@ -5,15 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from . import _native
-from ._common import (
-    Reduction,
-    check_reduction,
-    check_same_shape,
-    float_dtypes,
-    namespace,
-    normalize_axis,
-)
-from .classification import _check_log_probabilities
+from ._common import Reduction, checked
+from .classification import _check_log_probabilities, _pair_verdict
 
 Array = Any
 
@@ -58,11 +51,9 @@ def js_div_loss(
         array(0.69314718)
     """
     func = "js_div_loss"
-    xp = namespace(func, inputs=inputs, targets=targets)
-    check_reduction(func, reduction)
-    check_same_shape(func, inputs=inputs, targets=targets)
-    ax = normalize_axis(func, axis, inputs.ndim)
-    out_dtype, dtype = float_dtypes(xp, func, inputs=inputs, targets=targets)
+    xp, ax, out_dtype, dtype = checked(
+        func, (inputs, targets), (axis, reduction), _pair_verdict, inputs, targets, axis, reduction
+    )
     for name, x in (("inputs", inputs), ("targets", targets)):
         _check_log_probabilities(xp, func, name, x, "pass log(probabilities) or log_softmax(logits)")
     return _native.call(xp, func, (ax,), reduction, out_dtype, dtype, False, inputs, targets)
