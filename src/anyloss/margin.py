@@ -8,10 +8,12 @@ from typing import Any, Optional
 from . import _native
 from ._common import (
     Reduction,
+    check_integer,
     check_real,
     check_reduction,
     check_same_shape,
     check_signs,
+    checked,
     float_dtypes,
     namespace,
     prepare,
@@ -20,6 +22,27 @@ from ._common import (
 from .focal import check_class_indices, check_class_weights, check_unit_interval
 
 Array = Any
+
+
+def _multi_margin_verdict(func, inputs, targets, p, margin, class_weights, reduction):
+    """multi_margin_loss's checks of everything but values (see ``_common.checked``)."""
+    xp = namespace(func, inputs=inputs, targets=targets, class_weights=class_weights)
+    check_reduction(func, reduction)
+    if isinstance(p, bool) or p not in (1, 2):
+        raise ValueError(f"{func}: p must be 1 or 2 (as in PyTorch), got {p!r}")
+    m = check_real(func, "margin", margin)
+    if inputs.ndim == 0:
+        raise ValueError(f"{func}: inputs must have a class axis (the last), got a 0-d array")
+    expected = shape_of(inputs)[:-1]
+    if shape_of(targets) != expected:
+        raise ValueError(
+            f"{func}: targets has shape {shape_of(targets)}, but inputs has shape "
+            f"{shape_of(inputs)}; expected class indices of shape {expected}"
+        )
+    classes = shape_of(inputs)[-1]
+    check_class_weights(xp, func, class_weights, classes)
+    check_integer(xp, func, "targets", targets)
+    return xp, m, classes, *float_dtypes(xp, func, inputs=inputs, class_weights=class_weights)
 
 
 def multi_margin_loss(
@@ -59,23 +82,11 @@ def multi_margin_loss(
         array([0.325, 0.75 ], dtype=float32)
     """
     func = "multi_margin_loss"
-    xp = namespace(func, inputs=inputs, targets=targets, class_weights=class_weights)
-    check_reduction(func, reduction)
-    if isinstance(p, bool) or p not in (1, 2):
-        raise ValueError(f"{func}: p must be 1 or 2 (as in PyTorch), got {p!r}")
-    m = check_real(func, "margin", margin)
-    if inputs.ndim == 0:
-        raise ValueError(f"{func}: inputs must have a class axis (the last), got a 0-d array")
-    expected = shape_of(inputs)[:-1]
-    if shape_of(targets) != expected:
-        raise ValueError(
-            f"{func}: targets has shape {shape_of(targets)}, but inputs has shape "
-            f"{shape_of(inputs)}; expected class indices of shape {expected}"
-        )
-    classes = shape_of(inputs)[-1]
-    check_class_weights(xp, func, class_weights, classes)
+    xp, m, classes, out_dtype, dtype = checked(
+        func, (inputs, targets, class_weights), (p, margin, reduction),
+        _multi_margin_verdict, inputs, targets, p, margin, class_weights, reduction,
+    )
     guard = check_class_indices(xp, func, targets, classes)
-    out_dtype, dtype = float_dtypes(xp, func, inputs=inputs, class_weights=class_weights)
     return _native.call(
         xp, func, (int(p), m, guard), reduction, out_dtype, dtype, False, inputs, targets, class_weights
     )
