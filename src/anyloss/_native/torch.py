@@ -226,7 +226,7 @@ def _weighted(loss: Any, weights: Any, reduction: str, dtype: Any) -> Any:
     return _reduce(loss * _to(weights, dtype), reduction)
 
 
-def _kernel_options(reduction, weighted, guard, class_weights, ignore, *arrays):
+def _kernel_options(reduction, weighted, guard, class_weights, ignore, x, targets):
     """Whether torch's index kernels give our numbers for these training
     options: 'mean' over class weights or kept rows only where its NaN over
     no row can be seen (on the host, unweighted, unguarded); never for class
@@ -235,7 +235,7 @@ def _kernel_options(reduction, weighted, guard, class_weights, ignore, *arrays):
         return True
     if guard or (class_weights is not None and _differentiated(class_weights)):
         return False  # (torch's kernels take no gradient in the class weights)
-    if reduction == "mean" and (weighted or not all(_host(a) for a in arrays)):
+    if reduction == "mean" and (weighted or not (_host(x) and _host(targets))):
         return False
     return True
 
