@@ -79,8 +79,8 @@ def _check_training_options(
 
 
 def _check_class_weight_values(xp: Any, func: str, class_weights: Any) -> None:
-    """Class weights are non-negative (read on the host, once per tensor)."""
-    if values_known(xp, class_weights) and not checked_before(class_weights):
+    """Class weights (if given) are non-negative (read on the host, once per tensor)."""
+    if class_weights is not None and values_known(xp, class_weights) and not checked_before(class_weights):
         if smallest(xp, class_weights) < 0:
             raise ValueError(
                 f"{func}: class_weights must be >= 0, but its smallest value is "
@@ -144,8 +144,6 @@ def _cross_entropy_verdict(
     check_weights(func, weights, rows)
     classes = shape[ax]
     _check_training_options(xp, func, class_weights, ignore_index, classes, probabilities)
-    if not probabilities:
-        check_integer(xp, func, "targets", targets)
     out_dtype, dtype = float_dtypes(
         xp, func, logits=logits, targets=targets if probabilities else None, weights=weights,
         class_weights=class_weights,
@@ -233,8 +231,7 @@ def cross_entropy(
         _cross_entropy_verdict, logits, targets, weights, axis, label_smoothing, reduction, class_weights,
         ignore_index, z_loss, logit_softcap,
     )
-    if class_weights is not None:
-        _check_class_weight_values(xp, func, class_weights)
+    _check_class_weight_values(xp, func, class_weights)
     guard = not probabilities and _check_class_indices(xp, func, targets, classes, ignore_index)
     params = (ax, smoothing, probabilities, guard, softcap, z, ignore_index)
     return _native.call(
@@ -354,7 +351,6 @@ def _nll_verdict(func, inputs, targets, axis, reduction, class_weights, ignore_i
         )
     classes = shape[ax]
     _check_training_options(xp, func, class_weights, ignore_index, classes, False)
-    check_integer(xp, func, "targets", targets)
     out_dtype, dtype = float_dtypes(xp, func, inputs=inputs, class_weights=class_weights)
     return xp, ax, classes, out_dtype, dtype
 
@@ -403,8 +399,7 @@ def nll_loss(
         func, (inputs, targets, class_weights), (axis, reduction, ignore_index),
         _nll_verdict, inputs, targets, axis, reduction, class_weights, ignore_index,
     )
-    if class_weights is not None:
-        _check_class_weight_values(xp, func, class_weights)
+    _check_class_weight_values(xp, func, class_weights)
     guard = _check_class_indices(xp, func, targets, classes, ignore_index)
     fix = "pass log_softmax(logits), or use cross_entropy on logits"
     if reduction == "none":

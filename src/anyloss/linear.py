@@ -123,8 +123,7 @@ def linear_cross_entropy(
         if a is not None and not xp.isdtype(a.dtype, "real floating"):
             raise TypeError(f"{func}: {name} must have a real floating dtype, got {a.dtype}")
     _check_training_options(xp, func, class_weights, ignore_index, vocab, False)
-    if class_weights is not None:
-        _check_class_weight_values(xp, func, class_weights)
+    _check_class_weight_values(xp, func, class_weights)
     # no fast path reads the indices here: the check reads them (under
     # torch.compile no fast path runs, and Dynamo cannot enter portable()'s lock)
     with contextlib.nullcontext() if _torch_compiling() else _native.portable():

@@ -8,7 +8,6 @@ from typing import Any, Optional
 from . import _native
 from ._common import (
     Reduction,
-    check_integer,
     check_real,
     check_reduction,
     check_same_shape,
@@ -41,7 +40,6 @@ def _multi_margin_verdict(func, inputs, targets, p, margin, class_weights, reduc
         )
     classes = shape_of(inputs)[-1]
     check_class_weights(xp, func, class_weights, classes)
-    check_integer(xp, func, "targets", targets)
     return xp, m, classes, *float_dtypes(xp, func, inputs=inputs, class_weights=class_weights)
 
 
