@@ -647,6 +647,39 @@ def test_js_div_runs_directly_by_its_slopes():
         np.testing.assert_allclose(np.array(g), np.array(w), rtol=1e-5, atol=1e-6, err_msg=what)
 
 
+@pytest.mark.parametrize("name", ("cosine_similarity_loss", "cosine_embedding_loss"))
+def test_cosine_runs_directly_by_its_plain_form(name, monkeypatch):
+    """Under mx.grad, mx.jvp and a Hessian-vector product the cosine losses
+    take ``PLAIN``'s form where its condition holds (ordinary rows) and the
+    formula where it fails (a zero, a huge and a tiny vector): the portable
+    code's values and derivatives either way."""
+    rng = np.random.default_rng(11)
+    taken = []
+    plain = fast.PLAIN[name]
+    monkeypatch.setitem(fast.PLAIN, name, lambda *a: taken.append(plain(*a)[1].item()) or plain(*a))
+    ordinary = rng.standard_normal((6, 5))
+    hard = ordinary.copy()
+    hard[1], hard[2], hard[3] = 0.0, 1e20, 1e-30
+    y = mx.array(np.where(rng.random(6) < 0.5, 1, -1).astype(np.int32))
+    b = mx.array(rng.standard_normal((6, 5)).astype(np.float32))
+    extra = (y,) if name == "cosine_embedding_loss" else ()
+    total = lambda a: mx.sum(getattr(anyloss, name)(a, b, *extra, reduction="none") * mx.arange(1, 7))  # noqa: E731
+    u = mx.array(rng.standard_normal((6, 5)).astype(np.float32))
+    for a in (ordinary, hard):
+        a = mx.array(a.astype(np.float32))
+
+        def derivatives():
+            return [*mx.value_and_grad(total)(a), mx.jvp(total, [a], [u])[1][0],
+                    mx.jvp(mx.grad(total), [a], [u])[1][0]]
+
+        got = derivatives()
+        with _native.portable():
+            want = derivatives()
+        for g, w, what in zip(got, want, ("value", "grad", "jvp", "hvp")):
+            np.testing.assert_allclose(np.array(g), np.array(w), rtol=1e-5, atol=1e-6, err_msg=what)
+    assert taken and all(taken[: len(taken) // 2]) and not any(taken[len(taken) // 2:])
+
+
 def test_linear_cross_entropy_counts_the_derivatives_traced():
     """The chunked loss holds its gradients in the forward pass under one
     derivative, here of a model's two parameters (two runs of one copy), and

@@ -19,9 +19,11 @@ other loss uses a custom function in a trace: MLX cannot replay one in a
 shapeless trace (CTC's slices of the frames keep it out of one already).
 Run directly on small inputs (under ``mx.grad``, ``mx.vjp``, ``mx.jvp``,
 which :func:`_runs_directly` tells from a trace), a loss of :data:`DIRECT`
-is a custom function differentiated by its formula's derivatives.  Under an
-enclosing ``mx.compile(shapeless=True)`` the batch size may change; the
-length of a reduced row and the number of classes are part of the trace.
+is a custom function differentiated by its formula's derivatives, and one of
+:data:`PLAIN` takes its plain form where the form's condition, read on the
+host, holds.  Under an enclosing ``mx.compile(shapeless=True)`` the batch
+size may change; the length of a reduced row and the number of classes are
+part of the trace.
 
 Each configuration keeps its traces (one per input signature) until it has
 seen ``MAX_SIGNATURES`` of them; then its compiled function is replaced,
@@ -236,6 +238,26 @@ def _runs_directly(x: Any) -> bool:
 # MLX cannot replay a custom function in a shapeless one.
 DIRECT = {"js_div_loss": lambda xp, x, t, axis: _js_div_by_slopes(axis)(x, t)}
 
+# Losses run directly (under mx.grad, mx.vjp, mx.jvp) by their plain form
+# where its condition holds on the host, which MLX differentiates in fewer
+# primitives than the exact form (its derivative is the formula's there).
+PLAIN = {
+    "cosine_similarity_loss": _formulas.cosine_plain,
+    "cosine_embedding_loss": _formulas.cosine_embedding_plain,
+}
+
+def _plain_or_formula(name: str) -> Any:
+    """The loss's form in :data:`PLAIN` where its condition holds (read on
+    the host), else its formula."""
+    plain, formula = PLAIN[name], FORMS.get(name, _formulas.FORMULAS[name])
+
+    def form(xp: Any, *args: Any) -> Any:
+        loss, exact = plain(xp, *args)
+        return loss if exact.item() else formula(xp, *args)
+
+    return form
+
+
 # Losses computed by another form of their formula (see _formulas).
 FORMS = {
     "cosine_similarity_loss": _formulas.cosine_similarity_rows,
@@ -254,7 +276,11 @@ def evaluate(
     *arrays: Any,
 ) -> Any:
     """``_formulas.evaluate``, with the form in :data:`FORMS` for a loss that
-    has one."""
+    has one (run directly, the one in :data:`DIRECT` or :data:`PLAIN`)."""
+    if name in PLAIN and type(params[-1]) is float and arrays[0].size < DIRECT_MAX_SIZE and _runs_directly(arrays[0]):
+        return _formulas.evaluate(
+            xp, name, params, reduction, out_dtype, dtype, weighted, *arrays, formula=_plain_or_formula(name)
+        )
     form = FORMS.get(name)
     if form is None:
         formula = PARTS.get(name)
