@@ -913,11 +913,27 @@ def _pad_last(xp: Any, x: Any, left: int, right: int, fill: float) -> Any:
     return xp.concat([full(left), x, full(right)], axis=1)
 
 
-def ctc_alphas(xp: Any, emissions: Any, skip: Any) -> Any:
+def logaddexp3(xp: Any, a: Any, b: Any, c: Any) -> Any:
+    """``log(e^a + e^b + e^c)`` as two ``logaddexp``: exact at ``-inf``."""
+    return xp.logaddexp(a, xp.logaddexp(b, c))
+
+
+def logaddexp3_ordered(xp: Any, a: Any, b: Any, c: Any, exp: Any) -> Any:
+    """:func:`logaddexp3` as ``hi + log(1 + exp(mid - hi) + exp(lo - hi))``
+    from the three sorted: two ``exp`` and one ``log`` where two ``logaddexp``
+    take two of each, and ``-inf`` where all three are (values only: its
+    derivative at ties and at ``-inf`` is not the function's)."""
+    top, low = xp.maximum(a, b), xp.minimum(a, b)
+    hi, lo, mid = xp.maximum(top, c), xp.minimum(low, c), xp.maximum(low, xp.minimum(top, c))
+    return xp.where(hi == -math.inf, hi, hi + xp.log(1.0 + exp(mid - hi) + exp(lo - hi)))
+
+
+def ctc_alphas(xp: Any, emissions: Any, skip: Any, add: Any = logaddexp3) -> Any:
     """The forward variables of :func:`ctc_log_likelihood`, ``(T + 1, N, K)``:
     before the first frame, then after each frame (every frame taken, the
-    frame counts applied by the caller); each move a ``logaddexp``, exact at
-    ``-inf`` (its value; its gradient is :func:`ctc_path_weights`, not autodiff)."""
+    frame counts applied by the caller); each move ``add`` (a form of
+    :func:`logaddexp3`), exact at ``-inf`` (its value; its gradient is
+    :func:`ctc_path_weights`, not autodiff)."""
     t, n, k = emissions.shape
     positions = xp.reshape(xp.arange(k, **_on_device(xp, emissions)), (1, k))
     zeros = xp.zeros((n, k), dtype=emissions.dtype, **_on_device(xp, emissions))
@@ -925,7 +941,7 @@ def ctc_alphas(xp: Any, emissions: Any, skip: Any) -> Any:
     out = [alpha]
     for i in range(t):
         back = _pad_last(xp, alpha, 2, 0, -math.inf)
-        alpha = xp.logaddexp(alpha, xp.logaddexp(back[:, 1 : k + 1], back[:, :k] + skip)) + emissions[i]
+        alpha = add(xp, alpha, back[:, 1 : k + 1], back[:, :k] + skip) + emissions[i]
         out.append(alpha)
     return xp.stack(out)
 
@@ -943,12 +959,13 @@ def ctc_final(xp: Any, alphas: Any, frames: Any, lengths: Any, guard: bool) -> A
 
 
 def ctc_path_weights(
-    xp: Any, emissions: Any, skip: Any, frames: Any, lengths: Any, alphas: Any, log_p: Any
+    xp: Any, emissions: Any, skip: Any, frames: Any, lengths: Any, alphas: Any, log_p: Any,
+    add: Any = logaddexp3,
 ) -> Any:
     """The derivative of :func:`ctc_log_likelihood` in the emissions, ``(T, N, K)``:
     ``exp(alpha_t + beta_t - log p)`` over the frames taken, where ``beta_t(s)``
     is the log-probability of the frames after ``t`` from position ``s`` to
-    the end (the backward recursion, each move a ``logaddexp``); 0 past the
+    the end (the backward recursion, each move ``add``); 0 past the
     frames and for an infeasible sequence (``log p = -inf``)."""
     t, n, k = emissions.shape
     on = _on_device(xp, emissions)
@@ -963,7 +980,7 @@ def ctc_path_weights(
     for i in range(t - 2, -1, -1):
         b = beta + emissions[i + 1]
         ahead = _pad_last(xp, b, 0, 2, -math.inf)
-        beta = xp.where(ended[i], final, xp.logaddexp(b, xp.logaddexp(ahead[:, 1 : k + 1], ahead[:, 2:] + skip_ahead)))
+        beta = xp.where(ended[i], final, add(xp, b, ahead[:, 1 : k + 1], ahead[:, 2:] + skip_ahead))
         betas[i] = beta
     live = xp.reshape(xp.arange(t, **on), (t, 1, 1)) < xp.reshape(frames, (1, n, 1))
     feasible = log_p > -math.inf

@@ -304,6 +304,22 @@ def test_exp_by_pow2_is_mlx_exp():
     assert got[4] == 0.0 and got[5] == math.inf and got[6] == 0.0 and math.isnan(got[7])
 
 
+def test_ordered_logaddexp3_is_two_logaddexp():
+    """CTC's moves in a trace: the sorted form against float64 ``logaddexp``
+    on every order of ties, ``-inf`` (one, two, all three) and gaps up to
+    and beyond float32's exp range."""
+    inf = math.inf
+    values = [0.0, -1e-7, -1.5, -30.0, -90.0, -110.0, 3.0, -inf]
+    grid = np.array(np.meshgrid(values, values, values)).reshape(3, -1).astype(np.float32)
+    a, b, c = (mx.array(v) for v in grid)
+    got = np.array(_formulas.logaddexp3_ordered(mx, a, b, c, lambda x: _formulas.exp_by_pow2(mx, x)))
+    g64 = grid.astype(np.float64)
+    want = np.logaddexp(g64[0], np.logaddexp(g64[1], g64[2]))
+    assert np.array_equal(np.isneginf(got), np.isneginf(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=2e-7, atol=2e-7)
+
+
 def test_isfinite_by_subtraction():
     x = mx.array([0.0, -0.0, 1.0, -3e38, 1e-45, math.inf, -math.inf, math.nan])
     assert np.array(_formulas.isfinite_by_subtraction(mx, x)).tolist() == np.array(mx.isfinite(x)).tolist()

@@ -14,7 +14,8 @@ maximized in blocks, and a transposed matmul operand copied first.  Two
 losses take another form of their formula (:data:`FORMS`), and CTC another
 form of its recursion over the frames (:data:`PARTS`): a custom function
 differentiated by the backward recursion, since under ``mx.grad`` MLX runs
-it op by op and autodiff through every move costs more than the moves.  No
+it op by op and autodiff through every move costs more than the moves (in a
+trace each move takes fewer ``exp`` and ``log``: :func:`_ctc_moves`).  No
 other loss uses a custom function in a trace: MLX cannot replay one in a
 shapeless trace (CTC's slices of the frames keep it out of one already).
 Run directly on small inputs (under ``mx.grad``, ``mx.vjp``, ``mx.jvp``,
@@ -151,6 +152,17 @@ class Compiled:
         return out
 
 
+def _ordered_moves(xp: Any, a: Any, b: Any, c: Any) -> Any:
+    return _formulas.logaddexp3_ordered(xp, a, b, c, functools.partial(_formulas.exp_by_pow2, xp))
+
+
+def _ctc_moves(emissions: Any) -> Any:
+    """The form of CTC's moves: in a trace, where MLX fuses each frame's
+    elementwise ops, the one with fewer ``exp`` and ``log``; run directly
+    (under ``mx.grad``), op by op, the one with fewer primitives."""
+    return _formulas.logaddexp3 if _runs_directly(emissions) else _ordered_moves
+
+
 def _ctc_paths(guard: bool) -> Any:
     """``(log p, alphas)`` of :func:`_formulas.ctc_alphas` and
     :func:`_formulas.ctc_final` as one custom function, differentiated by
@@ -160,11 +172,11 @@ def _ctc_paths(guard: bool) -> Any:
 
     @mx.custom_function
     def paths(emissions: Any, skip: Any, frames: Any, lengths: Any) -> Any:
-        alphas = _formulas.ctc_alphas(NAMESPACE, emissions, skip)
+        alphas = _formulas.ctc_alphas(NAMESPACE, emissions, skip, _ctc_moves(emissions))
         return _formulas.ctc_final(NAMESPACE, alphas, frames, lengths, guard), alphas
 
     def weights(primals: Any, log_p: Any, alphas: Any) -> Any:
-        return _formulas.ctc_path_weights(NAMESPACE, *primals, alphas, log_p)
+        return _formulas.ctc_path_weights(NAMESPACE, *primals, alphas, log_p, _ctc_moves(primals[0]))
 
     @paths.vjp
     def paths_vjp(primals: Any, cotangents: Any, outputs: Any) -> Any:
