@@ -243,16 +243,24 @@ def test_msle_close_values_keep_their_loss(dtype):
     """Close large values: the difference of two log1p's cancels (about 1e-6
     relative error in float32 for 1000 against 1000.06, all of it for float16);
     one log1p of the ratio keeps the loss to a few ulps.  Huge against tiny
-    and negative (floored) values are finite."""
+    and negative (floored) values are finite.  PyTorch's fast path gives way
+    to that difference (the differences page): its square root, the
+    difference of the logs, is right to two ulps of the logs."""
     eps = float(np.finfo(dtype).eps)
     p = np.array([1000.0, 1000.0, 3e38 if dtype != "float16" else 6e4, -5.0, 1e-9]).astype(dtype)
     t = np.array([1000.0 * (1 + 64 * eps), 1000.0 * (1 - 32 * eps), 1e-7, 2.0, 0.0]).astype(dtype)
     want = np.array([_mp_msle(a, b) for a, b in zip(p, t)])
+    logs = np.log1p(np.maximum(np.maximum(p, t).astype(np.float64), KERAS_EPSILON))
     for (lib, path), got in run_everywhere(anyloss.msle_loss, {"predictions": p.astype(np.float64),
                                                                "targets": t.astype(np.float64)},
                                            dtype, reduction="none").items():
+        what = f"{lib} {path} {dtype}"
+        if (lib, path) == ("torch", "fast"):
+            error = np.abs(np.sqrt(got) - np.sqrt(want))
+            np.testing.assert_array_less(error, 2 * eps * logs + 1e-300, err_msg=what)
+            continue
         ulps = 32 if lib == "mlx" else 8
-        np.testing.assert_allclose(got, want, rtol=ulps * eps, atol=0, err_msg=f"{lib} {path} {dtype}")
+        np.testing.assert_allclose(got, want, rtol=ulps * eps, atol=0, err_msg=what)
 
 
 # ----------------------------------------------------------------------- bad inputs

@@ -689,6 +689,14 @@ def msle_loss(xp: Any, p: Any, t: Any) -> Any:
     return xp.square(xp.log1p(xp.abs(a - b) / (1.0 + xp.minimum(a, b))))
 
 
+def msle_logs(xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
+    """The two logs of :func:`msle_loss`, ``log1p`` of each argument floored
+    at 1e-7: the loss is their squared difference in the native form (Keras's,
+    and the PyTorch idiom's), which differs from the formula only by the
+    cancellation between the logs of close values, in losses far below eps."""
+    return xp.log1p(at_least(xp, p, KERAS_EPSILON)), xp.log1p(at_least(xp, t, KERAS_EPSILON))
+
+
 # ------------------------------------------------------------------- divergence
 
 # Below this |x - t| the Jensen-Shannon term uses its tanh form, above it its exp form.

@@ -33,8 +33,8 @@ import torch.autograd.forward_ad as _forward_ad
 from .._formulas import (
     DOUBLE_LOG_COSH_LIMIT, FORMULAS, _cosine_pair_terms, cosine_by_norms, cosine_logits_by_norms,
     double_log_cosh,
-    evaluate, exact_sums_floor, gaussian_nll_loss, js_div_loss, js_div_select, js_div_slopes, ntxent_of_logits,
-    poly1_of_ce,
+    evaluate, exact_sums_floor, gaussian_nll_loss, js_div_loss, js_div_select, js_div_slopes, msle_logs,
+    ntxent_of_logits, poly1_of_ce,
     sigmoid_focal_by_softplus, softmax_focal_of_ce, triplet_by_norms,
 )
 
@@ -475,6 +475,15 @@ def _mse(params, reduction, dtype, weighted, x, y):
     return _nn.mse_loss(_to(x, dtype), _to(y, dtype), _ENUM[reduction])
 
 
+def _msle(params, reduction, dtype, weighted, p, t):
+    """torch's squared difference (``mse_loss``, one kernel each way) of
+    ``_formulas.msle_logs``: it gives way to the native form (see the
+    differences page)."""
+    if _functorch_forward(p, t):
+        return None
+    return _nn.mse_loss(*msle_logs(_XP, _to(p, dtype), _to(t, dtype)), _ENUM[reduction])
+
+
 def _l1(params, reduction, dtype, weighted, x, y):
     return _nn.l1_loss(_to(x, dtype), _to(y, dtype), _ENUM[reduction])
 
@@ -807,6 +816,7 @@ _FAST = {
     "log_cosh_loss": _log_cosh,
     "margin_ranking_loss": _margin_ranking,
     "mse_loss": _mse,
+    "msle_loss": _msle,
     "nll_loss": _nll,
     "poly1_cross_entropy": _poly1,
     "sigmoid_focal_loss": _sigmoid_focal,
