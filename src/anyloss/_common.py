@@ -519,6 +519,17 @@ def reduce(xp: Any, loss: Any, reduction: str, dtype: Any, total: Any = None) ->
     float32 so that means over large arrays neither overflow nor lose their
     small terms.
     """
+    if type(loss) is np.ndarray and total is None and loss.dtype == dtype and loss.dtype.char in "fd":
+        # NumPy float32/float64 in the output dtype: np.mean's own steps (the
+        # sum over the count, divided in float64 and rounded to the sum's
+        # type) without its dispatch layers, and a 0-d array, not a scalar
+        if reduction == "none":
+            return loss
+        if reduction == "sum":
+            return np.asarray(np.add.reduce(loss, axis=None))
+        if loss.size:
+            s = np.add.reduce(loss, axis=None)
+            return np.asarray(s.dtype.type(float(s) / loss.size))
     if reduction != "none":
         if is_half(xp, loss.dtype):
             loss = xp.astype(loss, xp.float32)
