@@ -642,10 +642,10 @@ def _cosine_pair_terms(xp: Any, cosine: Any, y: Any, margin: float) -> Any:
 
 def hinge_embedding_loss(xp: Any, x: Any, y: Any, margin: float) -> Any:
     """``x`` where ``y == 1``, ``max(0, margin - x)`` where ``y == -1``; other
-    targets get both terms, as in PyTorch."""
-    zeros = xp.zeros_like(x)
-    hinge = xp.where(y != 1, at_least(xp, margin - x, 0.0), zeros)
-    return hinge + xp.where(y != -1, x, zeros)
+    targets get both terms, as in PyTorch (one select inside the other: XLA's
+    CPU fusion of the mean takes that whole, not a sum of two selects)."""
+    hinge = at_least(xp, margin - x, 0.0)
+    return xp.where(y == 1, x, hinge + xp.where(y == -1, xp.zeros_like(x), x))
 
 
 # ------------------------------------------------------------------ forecasting

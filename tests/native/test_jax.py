@@ -361,6 +361,38 @@ def test_bce_infinite_logits_run_the_formula(pos_weight):
             assert bool(jnp.all(jnp.isfinite(got[0])))
 
 
+@pytest.mark.parametrize("nan", (False, True))
+def test_poisson_large_calls_by_the_plain_form(nan, monkeypatch):
+    """poisson_nll_loss from COND_MIN_SIZE elements on: the whole call by the
+    plain form, and by the formula where that holds a NaN (a log rate of
+    -inf at a count of 0, whose term is 0): values, jit(grad) and jvp as the
+    portable code; below the size, the formula itself."""
+    monkeypatch.setattr(fast, "COND_MIN_SIZE", 64)
+    traced = []
+    plain = F.poisson_nll_plain
+    monkeypatch.setattr(F, "poisson_nll_plain", lambda xp, x, *rest: traced.append(x.size) or plain(xp, x, *rest))
+    fast.compiled.cache_clear()
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(96).astype("float32")
+    t = rng.poisson(1.0, 96).astype("float32")
+    if nan:
+        x[5], t[5] = -np.inf, 0.0
+    u = jnp.asarray(rng.standard_normal(96).astype("float32"))
+    for n in (96, 32):  # the conditional, then the formula alone
+        a, b = jnp.asarray(x[:n]), jnp.asarray(t[:n])
+
+        def derivatives(a, b=b):
+            loss = lambda v, reduction="mean": anyloss.poisson_nll_loss(v, b, reduction=reduction)  # noqa: E731
+            return (loss(a, "none"), loss(a), jax.jit(jax.grad(loss))(a),
+                    jax.jvp(loss, (a,), (u[:n],))[1])
+
+        got, expected = _both(derivatives, a)
+        _close_all(got, expected, "float32", f"poisson {n} nan={nan}")
+        assert bool(jnp.isfinite(got[1]))
+    assert traced and set(traced) == {96}
+    fast.compiled.cache_clear()
+
+
 def test_plain_forms_exact_on_normal_rows():
     """The plain forms are taken for ordinary inputs (else the fast path is the slow one)."""
     rng = _rng("normal rows")

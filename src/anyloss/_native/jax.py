@@ -27,6 +27,10 @@ kernels (the row forms of :mod:`anyloss._formulas`):
   else by the formula, under ``lax.cond`` in a ``jax.custom_jvp`` whose
   tangent is the formula's (the formula's selects split XLA's fusion of the
   reduction, and each split writes an array of the inputs' size);
+* ``poisson_nll_loss`` without ``full``: the whole call by
+  :func:`~anyloss._formulas.poisson_nll_plain` where its result has no NaN,
+  else by the formula (the formula's ``0 log 0`` select splits the fusion
+  as above), differentiated as the formula;
 * ``cosine_embedding_loss``: the pair terms of ``cosine_similarity_loss``'s form;
 * ``cosine_similarity_loss``, ``triplet_loss`` (p = 2), ``kl_div_loss``: the
   plain rows, and the safe rows under ``lax.cond`` only where the plain ones
@@ -55,6 +59,9 @@ from .numpy import _check_range
 
 #: Compiled configurations kept (each holds XLA executables per input shape).
 CACHE_SIZE = 512
+#: Inputs from this size on take :func:`_unless_nan`'s conditional: below it
+#: the conditional (and its custom_jvp) costs more than the passes it saves.
+COND_MIN_SIZE = 1 << 14
 
 _HOST: dict[Any, bool] = {}  # sharding -> whether all its devices are CPUs
 
@@ -67,6 +74,10 @@ def compiled(
     whole = functools.partial(evaluate, jnp, name, params, reduction, out_dtype, dtype, weighted)
     if name == "binary_cross_entropy" and params[0]:
         return jax.jit(_bce_logits(whole))
+    if name == "poisson_nll_loss" and not params[1]:  # without full
+        log_input, eps = params[0], params[2]
+        plain = functools.partial(whole, formula=lambda xp, x, t, *p: F.poisson_nll_plain(xp, x, t, log_input, eps))
+        return jax.jit(_unless_nan(plain, whole))
     return jax.jit(functools.partial(whole, formula=_form(name, params)))
 
 
@@ -183,6 +194,20 @@ def _unless(bad: Callable[..., Any], fast: Callable[..., Any], formula: Callable
     loss = jax.custom_jvp(value)
     loss.defjvp(lambda primals, tangents: (value(*primals), jax.jvp(formula, primals, tangents)[1]))
     return loss
+
+
+def _unless_nan(fast: Callable[..., Any], formula: Callable[..., Any]) -> Callable[..., Any]:
+    """``fast`` of the arrays, or ``formula`` where its result holds a NaN (a
+    plain form's mark of ``0 * inf``, or a NaN input), under ``lax.cond``;
+    differentiated as ``formula`` (as :func:`_unless`)."""
+
+    def value(*arrays):
+        out = fast(*arrays)
+        return lax.cond(jnp.isnan(jnp.sum(out)), lambda a: formula(*a), lambda a: out, arrays)
+
+    loss = jax.custom_jvp(value)
+    loss.defjvp(lambda primals, tangents: (value(*primals), jax.jvp(formula, primals, tangents)[1]))
+    return lambda *arrays: formula(*arrays) if arrays[0].size < COND_MIN_SIZE else loss(*arrays)
 
 
 def _bce_logits(whole: Callable[..., Any]) -> Callable[..., Any]:
