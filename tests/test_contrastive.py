@@ -233,13 +233,18 @@ def _mp_info_nce(q, k, temperature):
 
 def test_info_nce_confident_match_keeps_its_tiny_loss():
     """One-hot queries and keys at temperature 0.02: logits 50 and 0, loss
-    log(1 + 3 e^-50) = 5.8e-22, which logsumexp - logit rounds to 0."""
+    log(1 + 3 e^-50) = 5.8e-22, which logsumexp - logit rounds to 0.  JAX's
+    fast path gives way to that form, as for cross_entropy (the differences
+    page): 0 there, never negative."""
     eye = np.eye(4)
     want = _mp_info_nce(eye, eye, 0.02)
     assert want[0] > 1e-22
     for dtype, libs in (("float32", None), ("float64", ("numpy", "torch"))):
         for (lib, path), got in run_everywhere(anyloss.info_nce_loss, {"queries": eye, "keys": eye}, dtype, libs,
                                                temperature=0.02).items():
+            if (lib, path) == ("jax", "fast"):
+                assert np.all((got >= 0) & (got <= np.finfo(dtype).eps)), got
+                continue
             np.testing.assert_allclose(got, want, rtol=20 * np.finfo(dtype).eps, err_msg=f"{lib} {path} {dtype}")
 
 

@@ -569,18 +569,31 @@ def cosine_logits(xp: Any, a: Any, b: Any, temperature: float) -> Any:
     return xp.matmul(ua, xp.matrix_transpose(ub)) * (1.0 / temperature)
 
 
-def info_nce_loss(xp: Any, q: Any, k: Any, temperature: float, symmetric: bool) -> Any:
+def info_nce_loss(
+    xp: Any, q: Any, k: Any, temperature: float, symmetric: bool, rows: Any = None
+) -> Any:
     """The cross entropy of each query's cosine logits against all keys, its
     own key (same row) the target; with ``symmetric`` averaged with each
     key's cross entropy against all queries.  The target's logit is taken
     from the same matrix as the logsumexp, so a confident match keeps its
-    tiny, non-negative loss."""
+    tiny, non-negative loss.  ``rows``: another form of those cross
+    entropies, ``rows(xp, logits, targets, axis)`` (a fast path's)."""
+    rows = rows or _cross_entropy_rows
     logits = cosine_logits(xp, q, k, temperature)
     own = xp.arange(q.shape[0], **_on_device(xp, logits))
-    loss = cross_entropy(xp, logits, own, None, 1, 0.0, False, False, None, 0.0, None)
+    loss = rows(xp, logits, own, 1)
     if symmetric:
-        loss = 0.5 * (loss + cross_entropy(xp, logits, own, None, 0, 0.0, False, False, None, 0.0, None))
+        loss = 0.5 * (loss + rows(xp, logits, own, 0))
     return loss
+
+
+def _cross_entropy_rows(xp: Any, logits: Any, targets: Any, axis: int) -> Any:
+    return cross_entropy(xp, logits, targets, None, axis, 0.0, False, False, None, 0.0, None)
+
+
+def cross_entropy_plain_rows(xp: Any, logits: Any, targets: Any, axis: int) -> Any:
+    """:func:`cross_entropy_plain` of checked class indices, no option."""
+    return cross_entropy_plain(xp, logits, targets, axis, 0.0, False, False)
 
 
 def _softplus(xp: Any, x: Any) -> Any:

@@ -18,7 +18,8 @@ kernels (the row forms of :mod:`anyloss._formulas`):
   with ignore_index only where every logit is finite (else the formula);
   the other options: the formula;
 * ``softmax_focal_loss`` and ``poly1_cross_entropy`` (class indices): their
-  ``*_of_ce`` forms of that cross entropy;
+  ``*_of_ce`` forms of that cross entropy, and ``info_nce_loss`` its cross
+  entropies in that form;
 * ``js_div_loss``: the formula, differentiated by its slopes
   (:func:`~anyloss._formulas.js_div_slopes`) in a ``jax.custom_jvp``, not
   through its forms;
@@ -126,6 +127,8 @@ def _form(name: str, params: tuple[Any, ...]) -> Callable[..., Any] | None:
         return _poly1(*params)
     if name == "js_div_loss":
         return _js_div(*params)
+    if name == "info_nce_loss":
+        return _INFO_NCE
     return None
 
 
@@ -355,6 +358,11 @@ def _poly1(axis: int, epsilon: float, probabilities: bool, guard: bool) -> Calla
         return F.poly1_of_ce(xp, F.cross_entropy_plain(xp, logits, targets, axis, 0.0, False, guard), epsilon)
 
     return form
+
+
+# info_nce_loss's cross entropies as cross_entropy's (their row's own index
+# is always in range)
+_INFO_NCE = functools.partial(F.info_nce_loss, rows=F.cross_entropy_plain_rows)
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
