@@ -296,24 +296,30 @@ def _cross_entropy(
 def _weighted_plain(logits, targets, class_weights, axis, guard, ignore):
     """Class weights and ignore_index over :func:`~anyloss._formulas.cross_entropy_plain`'s
     rows (no N x C mask, which XLA's CPU fusion would write out as a whole
-    array); with ignore_index only where every logit is finite, else the
-    formula, whose mask keeps an ignored row's NaN out of the gradient, and
-    differentiated as the formula."""
+    array); with ignore_index only where every row, ignored or not, is
+    finite (a NaN or infinite logit makes its row so), else the formula,
+    whose mask keeps an ignored row's NaN out of the gradient; differentiated
+    as the formula."""
 
     def weighted(x, t, cw):
         keep = None if ignore is None else t != ignore
         if keep is not None:
             t = jnp.where(keep, t, jnp.zeros_like(t))
         rows = F.cross_entropy_plain(jnp, x, t, axis, 0.0, False, guard)
-        return F.weighted_rows(jnp, rows, t, cw, keep)
+        return F.weighted_rows(jnp, rows, t, cw, keep), rows
 
     if ignore is None:
-        return weighted(logits, targets, class_weights)
+        return weighted(logits, targets, class_weights)[0]
 
     def formula(x, t, cw):
         return F.cross_entropy(jnp, x, t, cw, axis, 0.0, False, guard, None, 0.0, ignore)
 
-    loss = _unless(lambda x, *rest: ~jnp.isfinite(jnp.max(jnp.abs(x))), weighted, formula)
+    def value(x, t, cw):
+        out, rows = weighted(x, t, cw)
+        return lax.cond(jnp.isfinite(jnp.sum(rows)), lambda a: out, lambda a: formula(*a), (x, t, cw))
+
+    loss = jax.custom_jvp(value)
+    loss.defjvp(lambda primals, tangents: (value(*primals), jax.jvp(formula, primals, tangents)[1]))
     return loss(logits, targets, class_weights)
 
 
