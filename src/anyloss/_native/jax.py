@@ -24,8 +24,9 @@ kernels (the row forms of :mod:`anyloss._formulas`):
   (:func:`~anyloss._formulas.js_div_slopes`) in a ``jax.custom_jvp``, not
   through its forms;
 * ``binary_cross_entropy`` with logits: the whole call (reduction included)
-  by :func:`~anyloss._formulas.bce_logits_relu` where no logit is infinite,
-  else by the formula, under ``lax.cond`` in a ``jax.custom_jvp`` whose
+  by :func:`~anyloss._formulas.bce_logits_relu` where its result has no NaN
+  (its mark of an infinite logit with its matching target), else by the
+  formula, under ``lax.cond`` in a ``jax.custom_jvp`` whose
   tangent is the formula's (the formula's selects split XLA's fusion of the
   reduction, and each split writes an array of the inputs' size);
 * ``poisson_nll_loss`` without ``full``: the whole call by
@@ -78,7 +79,7 @@ def compiled(
     if name == "poisson_nll_loss" and not params[1]:  # without full
         log_input, eps = params[0], params[2]
         plain = functools.partial(whole, formula=lambda xp, x, t, *p: F.poisson_nll_plain(xp, x, t, log_input, eps))
-        return jax.jit(_unless_nan(plain, whole))
+        return jax.jit(_unless_nan(plain, whole, COND_MIN_SIZE))
     return jax.jit(functools.partial(whole, formula=_form(name, params)))
 
 
@@ -184,25 +185,14 @@ def _cosine(axis: int, floor: float) -> Callable[..., Any]:
     return lambda xp, a, b, *params: loss(a, b)
 
 
-def _unless(bad: Callable[..., Any], fast: Callable[..., Any], formula: Callable[..., Any]
-            ) -> Callable[..., Any]:
-    """``fast`` of the arrays, or ``formula`` where ``bad`` of them (one fused
-    reduction), under ``lax.cond``; differentiated as ``formula``, with the
-    tangent outside the conditional (reverse mode would otherwise store both
-    branches' intermediates)."""
-
-    def value(*arrays):
-        return lax.cond(bad(*arrays), lambda a: formula(*a), lambda a: fast(*a), arrays)
-
-    loss = jax.custom_jvp(value)
-    loss.defjvp(lambda primals, tangents: (value(*primals), jax.jvp(formula, primals, tangents)[1]))
-    return loss
-
-
-def _unless_nan(fast: Callable[..., Any], formula: Callable[..., Any]) -> Callable[..., Any]:
+def _unless_nan(
+    fast: Callable[..., Any], formula: Callable[..., Any], min_size: int = 0
+) -> Callable[..., Any]:
     """``fast`` of the arrays, or ``formula`` where its result holds a NaN (a
     plain form's mark of ``0 * inf``, or a NaN input), under ``lax.cond``;
-    differentiated as ``formula`` (as :func:`_unless`)."""
+    differentiated as ``formula``, with the tangent outside the conditional
+    (reverse mode would otherwise store both branches' intermediates);
+    ``formula`` alone below ``min_size`` elements."""
 
     def value(*arrays):
         out = fast(*arrays)
@@ -210,12 +200,12 @@ def _unless_nan(fast: Callable[..., Any], formula: Callable[..., Any]) -> Callab
 
     loss = jax.custom_jvp(value)
     loss.defjvp(lambda primals, tangents: (value(*primals), jax.jvp(formula, primals, tangents)[1]))
-    return lambda *arrays: formula(*arrays) if arrays[0].size < COND_MIN_SIZE else loss(*arrays)
+    return lambda *arrays: formula(*arrays) if arrays[0].size < min_size else loss(*arrays)
 
 
 def _bce_logits(whole: Callable[..., Any]) -> Callable[..., Any]:
     plain = functools.partial(whole, formula=lambda xp, x, t, w, *params: F.bce_logits_relu(xp, x, t, w))
-    return _unless(lambda x, *rest: jnp.isinf(jnp.max(jnp.abs(x), initial=0)), plain, whole)
+    return _unless_nan(plain, whole)
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
