@@ -393,6 +393,45 @@ def test_poisson_large_calls_by_the_plain_form(nan, monkeypatch):
     fast.compiled.cache_clear()
 
 
+@pytest.mark.parametrize("hard", (None, "nan ignored", "inf kept"))
+def test_ignore_index_plain_rows_or_the_formula(hard, monkeypatch):
+    """cross_entropy with class weights and ignore_index from COND_MIN_SIZE
+    logits on: the plain rows, and the formula where a row is not finite (a
+    NaN logit in an ignored row keeps a zero gradient there; an infinite one
+    in a kept row): values, jit(grad) and jvp as the portable code."""
+    monkeypatch.setattr(fast, "COND_MIN_SIZE", 16)
+    traced = []
+    plain = F.cross_entropy_plain
+    monkeypatch.setattr(F, "cross_entropy_plain", lambda xp, x, *rest: traced.append(x.size) or plain(xp, x, *rest))
+    fast.compiled.cache_clear()
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((8, 5)).astype("float32")
+    y = rng.integers(0, 5, 8)
+    y[[1, 4]] = 2
+    if hard == "nan ignored":
+        x[1, 3] = np.nan
+    elif hard == "inf kept":
+        x[0, 1] = np.inf
+    w = jnp.asarray(rng.uniform(0.2, 2.0, 5).astype("float32"))
+    u = jnp.asarray(rng.standard_normal((8, 5)).astype("float32"))
+    y = jnp.asarray(y)
+
+    def derivatives(a):
+        loss = lambda v, reduction="mean": anyloss.cross_entropy(  # noqa: E731
+            v, y, reduction=reduction, class_weights=w, ignore_index=2)
+        return loss(a, "none"), loss(a), jax.grad(loss)(a), jax.jvp(loss, (a,), (u,))[1]
+
+    got, expected = _both(derivatives, jnp.asarray(x))
+    for g, e, what in zip(got, expected, ("none", "mean", "grad", "jvp")):
+        np.testing.assert_array_equal(np.isnan(np.asarray(g)), np.isnan(np.asarray(e)), err_msg=what)
+        keep = ~np.isnan(np.asarray(e))
+        np.testing.assert_allclose(np.asarray(g)[keep], np.asarray(e)[keep], rtol=2e-6, atol=1e-6, err_msg=what)
+    if hard == "nan ignored":
+        assert np.all(np.asarray(got[2])[1] == 0) and np.isfinite(float(got[1]))
+    assert traced  # the plain rows were traced, the conditional taken
+    fast.compiled.cache_clear()
+
+
 def test_plain_forms_exact_on_normal_rows():
     """The plain forms are taken for ordinary inputs (else the fast path is the slow one)."""
     rng = _rng("normal rows")

@@ -289,7 +289,8 @@ def _weighted_plain(logits, targets, class_weights, axis, guard, ignore):
     array); with ignore_index only where every row, ignored or not, is
     finite (a NaN or infinite logit makes its row so), else the formula,
     whose mask keeps an ignored row's NaN out of the gradient; differentiated
-    as the formula."""
+    as the formula.  Below ``COND_MIN_SIZE`` logits the formula alone (the
+    conditional costs more there, and at random twice as much)."""
 
     def weighted(x, t, cw):
         keep = None if ignore is None else t != ignore
@@ -303,6 +304,9 @@ def _weighted_plain(logits, targets, class_weights, axis, guard, ignore):
 
     def formula(x, t, cw):
         return F.cross_entropy(jnp, x, t, cw, axis, 0.0, False, guard, None, 0.0, ignore)
+
+    if logits.size < COND_MIN_SIZE:
+        return formula(logits, targets, class_weights)
 
     def value(x, t, cw):
         out, rows = weighted(x, t, cw)
