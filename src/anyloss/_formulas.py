@@ -655,8 +655,16 @@ def _cosine_pair_terms(xp: Any, cosine: Any, y: Any, margin: float) -> Any:
 
 def hinge_embedding_loss(xp: Any, x: Any, y: Any, margin: float) -> Any:
     """``x`` where ``y == 1``, ``max(0, margin - x)`` where ``y == -1``; other
-    targets get both terms, as in PyTorch (one select inside the other: XLA's
-    CPU fusion of the mean takes that whole, not a sum of two selects)."""
+    targets get both terms, as in PyTorch."""
+    zeros = xp.zeros_like(x)
+    hinge = xp.where(y != 1, at_least(xp, margin - x, 0.0), zeros)
+    return hinge + xp.where(y != -1, x, zeros)
+
+
+def hinge_embedding_nested(xp: Any, x: Any, y: Any, margin: float) -> Any:
+    """:func:`hinge_embedding_loss` with one select inside the other, the same
+    values: XLA's CPU fusion of a mean takes it whole (not a sum of two
+    selects), where MLX's compiled CPU kernels run it several times slower."""
     hinge = at_least(xp, margin - x, 0.0)
     return xp.where(y == 1, x, hinge + xp.where(y == -1, xp.zeros_like(x), x))
 

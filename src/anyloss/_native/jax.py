@@ -33,6 +33,7 @@ kernels (the row forms of :mod:`anyloss._formulas`):
   :func:`~anyloss._formulas.poisson_nll_plain` where its result has no NaN,
   else by the formula (the formula's ``0 log 0`` select splits the fusion
   as above), differentiated as the formula;
+* ``hinge_embedding_loss``: :func:`~anyloss._formulas.hinge_embedding_nested`;
 * ``cosine_embedding_loss``: the pair terms of ``cosine_similarity_loss``'s form;
 * ``cosine_similarity_loss``, ``triplet_loss`` (p = 2), ``kl_div_loss``: the
   plain rows, and the safe rows under ``lax.cond`` only where the plain ones
@@ -130,6 +131,8 @@ def _form(name: str, params: tuple[Any, ...]) -> Callable[..., Any] | None:
         return _js_div(*params)
     if name == "info_nce_loss":
         return _INFO_NCE
+    if name == "hinge_embedding_loss":
+        return F.hinge_embedding_nested
     return None
 
 
