@@ -117,9 +117,9 @@ def msle_loss(predictions: Array, targets: Array, reduction: Reduction = "mean")
     Keras's epsilon, so negative values count as 0).  The difference of the
     logs is taken as one ``log1p`` of ``|a - b| / (1 + min(a, b))``: close
     values keep their small loss (PyTorch's fast path gives way to the
-    difference of two ``log1p``; see the differences page).  Keras's function also averages over the
-    last axis; here ``'none'`` keeps every element, and ``'mean'`` gives
-    Keras's loss.
+    difference of two ``log1p``; see the differences page).  Keras's
+    function also averages over the last axis; here ``'none'`` keeps every
+    element, and ``'mean'`` gives Keras's loss.
 
     Args:
         predictions (array): Predicted values.

@@ -361,17 +361,24 @@ def test_bce_infinite_logits_run_the_formula(pos_weight):
             assert bool(jnp.all(jnp.isfinite(got[0])))
 
 
+def _trace_form(monkeypatch, form: str, min_size: int) -> list:
+    """``COND_MIN_SIZE`` lowered to ``min_size``, the compiled computations
+    cleared, and the sizes that ``_formulas.<form>`` is traced with."""
+    traced = []
+    plain = getattr(F, form)
+    monkeypatch.setattr(fast, "COND_MIN_SIZE", min_size)
+    monkeypatch.setattr(F, form, lambda xp, x, *rest: traced.append(x.size) or plain(xp, x, *rest))
+    fast.compiled.cache_clear()
+    return traced
+
+
 @pytest.mark.parametrize("nan", (False, True))
 def test_poisson_large_calls_by_the_plain_form(nan, monkeypatch):
     """poisson_nll_loss from COND_MIN_SIZE elements on: the whole call by the
     plain form, and by the formula where that holds a NaN (a log rate of
     -inf at a count of 0, whose term is 0): values, jit(grad) and jvp as the
     portable code; below the size, the formula itself."""
-    monkeypatch.setattr(fast, "COND_MIN_SIZE", 64)
-    traced = []
-    plain = F.poisson_nll_plain
-    monkeypatch.setattr(F, "poisson_nll_plain", lambda xp, x, *rest: traced.append(x.size) or plain(xp, x, *rest))
-    fast.compiled.cache_clear()
+    traced = _trace_form(monkeypatch, "poisson_nll_plain", 64)
     rng = np.random.default_rng(3)
     x = rng.standard_normal(96).astype("float32")
     t = rng.poisson(1.0, 96).astype("float32")
@@ -399,11 +406,7 @@ def test_ignore_index_plain_rows_or_the_formula(hard, monkeypatch):
     logits on: the plain rows, and the formula where a row is not finite (a
     NaN logit in an ignored row keeps a zero gradient there; an infinite one
     in a kept row): values, jit(grad) and jvp as the portable code."""
-    monkeypatch.setattr(fast, "COND_MIN_SIZE", 16)
-    traced = []
-    plain = F.cross_entropy_plain
-    monkeypatch.setattr(F, "cross_entropy_plain", lambda xp, x, *rest: traced.append(x.size) or plain(xp, x, *rest))
-    fast.compiled.cache_clear()
+    traced = _trace_form(monkeypatch, "cross_entropy_plain", 16)
     rng = np.random.default_rng(4)
     x = rng.standard_normal((8, 5)).astype("float32")
     y = rng.integers(0, 5, 8)

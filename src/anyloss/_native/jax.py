@@ -62,7 +62,7 @@ from .numpy import _check_range
 
 #: Compiled configurations kept (each holds XLA executables per input shape).
 CACHE_SIZE = 512
-#: Inputs from this size on take :func:`_unless_nan`'s conditional: below it
+#: Inputs from this size on take :func:`_unless`'s conditional: below it
 #: the conditional (and its custom_jvp) costs more than the passes it saves.
 COND_MIN_SIZE = 1 << 14
 
@@ -80,7 +80,7 @@ def compiled(
     if name == "poisson_nll_loss" and not params[1]:  # without full
         log_input, eps = params[0], params[2]
         plain = functools.partial(whole, formula=lambda xp, x, t, *p: F.poisson_nll_plain(xp, x, t, log_input, eps))
-        return jax.jit(_unless_nan(plain, whole, COND_MIN_SIZE))
+        return jax.jit(_unless(_unless_nan(plain), whole, COND_MIN_SIZE))
     return jax.jit(functools.partial(whole, formula=_form(name, params)))
 
 
@@ -188,27 +188,38 @@ def _cosine(axis: int, floor: float) -> Callable[..., Any]:
     return lambda xp, a, b, *params: loss(a, b)
 
 
-def _unless_nan(
+def _unless(
     fast: Callable[..., Any], formula: Callable[..., Any], min_size: int = 0
 ) -> Callable[..., Any]:
-    """``fast`` of the arrays, or ``formula`` where its result holds a NaN (a
-    plain form's mark of ``0 * inf``, or a NaN input), under ``lax.cond``;
-    differentiated as ``formula``, with the tangent outside the conditional
-    (reverse mode would otherwise store both branches' intermediates);
-    ``formula`` alone below ``min_size`` elements."""
+    """``fast`` of the arrays, which gives ``(out, failed)``, or ``formula``
+    where ``failed``, under ``lax.cond``; differentiated as ``formula``, with
+    the tangent outside the conditional (reverse mode would otherwise store
+    both branches' intermediates); ``formula`` alone below ``min_size``
+    elements."""
 
     def value(*arrays):
-        out = fast(*arrays)
-        return lax.cond(jnp.isnan(jnp.sum(out)), lambda a: formula(*a), lambda a: out, arrays)
+        out, failed = fast(*arrays)
+        return lax.cond(failed, lambda a: formula(*a), lambda a: out, arrays)
 
     loss = jax.custom_jvp(value)
     loss.defjvp(lambda primals, tangents: (value(*primals), jax.jvp(formula, primals, tangents)[1]))
     return lambda *arrays: formula(*arrays) if arrays[0].size < min_size else loss(*arrays)
 
 
+def _unless_nan(plain: Callable[..., Any]) -> Callable[..., Any]:
+    """``plain`` and whether its result holds a NaN (a plain form's mark of
+    ``0 * inf``, or a NaN input), for :func:`_unless`."""
+
+    def fast(*arrays):
+        out = plain(*arrays)
+        return out, jnp.isnan(jnp.sum(out))
+
+    return fast
+
+
 def _bce_logits(whole: Callable[..., Any]) -> Callable[..., Any]:
     plain = functools.partial(whole, formula=lambda xp, x, t, w, *params: F.bce_logits_relu(xp, x, t, w))
-    return _unless_nan(plain, whole)
+    return _unless(_unless_nan(plain), whole)
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
@@ -293,14 +304,14 @@ def _weighted_plain(logits, targets, class_weights, axis, guard, ignore):
     finite (a NaN or infinite logit makes its row so), else the formula,
     whose mask keeps an ignored row's NaN out of the gradient; differentiated
     as the formula.  Below ``COND_MIN_SIZE`` logits the formula alone (the
-    conditional costs more there, and at random twice as much)."""
+    conditional costs more there)."""
 
     def weighted(x, t, cw):
         keep = None if ignore is None else t != ignore
         if keep is not None:
             t = jnp.where(keep, t, jnp.zeros_like(t))
         rows = F.cross_entropy_plain(jnp, x, t, axis, 0.0, False, guard)
-        return F.weighted_rows(jnp, rows, t, cw, keep), rows
+        return F.weighted_rows(jnp, rows, t, cw, keep), ~jnp.isfinite(jnp.sum(rows))
 
     if ignore is None:
         return weighted(logits, targets, class_weights)[0]
@@ -308,16 +319,7 @@ def _weighted_plain(logits, targets, class_weights, axis, guard, ignore):
     def formula(x, t, cw):
         return F.cross_entropy(jnp, x, t, cw, axis, 0.0, False, guard, None, 0.0, ignore)
 
-    if logits.size < COND_MIN_SIZE:
-        return formula(logits, targets, class_weights)
-
-    def value(x, t, cw):
-        out, rows = weighted(x, t, cw)
-        return lax.cond(jnp.isfinite(jnp.sum(rows)), lambda a: out, lambda a: formula(*a), (x, t, cw))
-
-    loss = jax.custom_jvp(value)
-    loss.defjvp(lambda primals, tangents: (value(*primals), jax.jvp(formula, primals, tangents)[1]))
-    return loss(logits, targets, class_weights)
+    return _unless(weighted, formula, COND_MIN_SIZE)(logits, targets, class_weights)
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)

@@ -258,6 +258,7 @@ PLAIN = {
     "cosine_embedding_loss": _formulas.cosine_embedding_plain,
 }
 
+
 def _plain_or_formula(name: str) -> Any:
     """The loss's form in :data:`PLAIN` where its condition holds (read on
     the host), else its formula."""
